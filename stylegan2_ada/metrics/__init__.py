@@ -1,0 +1,1 @@
+"""Quality metrics (FID, KID, PR, IS, PPL) — see the metrics issue."""

@@ -1,0 +1,1 @@
+"""Torch helpers and ops that know nothing about GANs."""

@@ -1,0 +1,65 @@
+"""Add a bias, apply an activation, scale and clamp: the tail of every StyleGAN2 layer.
+
+Each activation has a default ``alpha`` (its shape parameter) and a default
+``gain`` chosen so that the activation roughly preserves the signal's variance
+(``sqrt(2)`` for the ReLU family).  Clamping happens last, after the gain.
+"""
+
+import math
+from typing import Callable, Dict, NamedTuple, Optional
+
+import torch
+import torch.nn.functional as F
+
+
+class _ActivationSpec(NamedTuple):
+    func: Callable
+    def_alpha: float
+    def_gain: float
+    has_2nd_grad: bool
+
+
+_spec = _ActivationSpec
+activation_funcs: Dict[str, _ActivationSpec] = {
+    "linear": _spec(lambda x, alpha: x, 0, 1, False),
+    "relu": _spec(lambda x, alpha: F.relu(x), 0, math.sqrt(2), False),
+    "lrelu": _spec(lambda x, alpha: F.leaky_relu(x, alpha), 0.2, math.sqrt(2), False),
+    "tanh": _spec(lambda x, alpha: torch.tanh(x), 0, 1, True),
+    "sigmoid": _spec(lambda x, alpha: torch.sigmoid(x), 0, 1, True),
+    "elu": _spec(lambda x, alpha: F.elu(x), 0, 1, True),
+    "selu": _spec(lambda x, alpha: F.selu(x), 0, 1, True),
+    "softplus": _spec(lambda x, alpha: F.softplus(x), 0, 1, True),
+    "swish": _spec(lambda x, alpha: torch.sigmoid(x) * x, 0, math.sqrt(2), True),
+}
+
+
+def bias_act(
+    x: torch.Tensor,
+    b: Optional[torch.Tensor] = None,
+    dim: int = 1,
+    act: str = "linear",
+    alpha: Optional[float] = None,
+    gain: Optional[float] = None,
+    clamp: Optional[float] = None,
+    impl: str = "ref",
+) -> torch.Tensor:
+    """Return ``clamp(act(x + b, alpha) * gain)`` with ``b`` broadcast along dimension ``dim``.
+
+    ``alpha``/``gain`` default to the activation's own values; ``clamp=None`` disables clamping.
+    """
+    if act not in activation_funcs:
+        raise ValueError(f"unknown activation '{act}'; expected one of {sorted(activation_funcs)}")
+    spec = activation_funcs[act]
+    if b is not None:
+        if b.ndim != 1 or b.shape[0] != x.shape[dim]:
+            raise ValueError(f"bias of shape {list(b.shape)} does not match dimension {dim} of {list(x.shape)}")
+        shape = [1] * x.ndim
+        shape[dim] = -1
+        x = x + b.reshape(shape)
+    x = spec.func(x, float(alpha if alpha is not None else spec.def_alpha))
+    gain = float(gain if gain is not None else spec.def_gain)
+    if gain != 1:
+        x = x * gain
+    if clamp is not None and clamp >= 0:
+        x = x.clamp(-clamp, clamp)
+    return x

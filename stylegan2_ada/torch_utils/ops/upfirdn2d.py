@@ -1,0 +1,214 @@
+"""Upsample, FIR-filter and downsample 2D images: the resampling primitive of StyleGAN2.
+
+``upfirdn2d(x, f, up, down, padding)`` is, per channel and per axis:
+insert ``up - 1`` zeros after every sample, pad (or crop, for negative values),
+convolve with the FIR filter ``f`` (a *true* convolution unless
+``flip_filter=True``), and keep every ``down``-th sample.  The helpers
+``filter2d``/``upsample2d``/``downsample2d`` choose the padding that keeps the
+image centred.
+"""
+
+from typing import List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+FilterLike = Union[None, float, Sequence[float], np.ndarray, torch.Tensor]
+IntPair = Union[int, Sequence[int]]
+
+
+def _as_pair(value: IntPair) -> Tuple[int, int]:
+    """``up``/``down`` factors as (x, y)."""
+    if isinstance(value, int):
+        return value, value
+    x, y = value
+    return int(x), int(y)
+
+
+def _as_padding(padding: IntPair) -> Tuple[int, int, int, int]:
+    """Padding as (x0, x1, y0, y1) from an int, [x, y] or [x0, x1, y0, y1]."""
+    if isinstance(padding, int):
+        return padding, padding, padding, padding
+    padding = [int(p) for p in padding]
+    if len(padding) == 2:
+        px, py = padding
+        return px, px, py, py
+    if len(padding) == 4:
+        return tuple(padding)  # type: ignore[return-value]
+    raise ValueError(f"padding must be an int or a list of 2 or 4 ints, got {padding}")
+
+
+def _filter_size(f: Optional[torch.Tensor]) -> Tuple[int, int]:
+    """(width, height) of a 1D (separable) or 2D filter; 1x1 when there is none."""
+    if f is None:
+        return 1, 1
+    if f.ndim not in (1, 2):
+        raise ValueError(f"filter must be 1D or 2D, got {f.ndim}D")
+    return int(f.shape[-1]), int(f.shape[0])
+
+
+def setup_filter(
+    f: FilterLike,
+    device: torch.device = torch.device("cpu"),
+    normalize: bool = True,
+    flip_filter: bool = False,
+    gain: float = 1,
+    separable: Optional[bool] = None,
+) -> torch.Tensor:
+    """Turn a list/array of taps into the float32 filter tensor the other ops take.
+
+    A 1D list becomes its outer product (a 2D filter) unless it is long enough
+    (>= 8 taps) for separable application to pay off, or ``separable`` says so.
+    ``normalize`` makes the taps sum to one; ``gain`` is spread over the axes so
+    that the overall amplification equals ``gain``.
+    """
+    if f is None:
+        f = 1
+    f = torch.as_tensor(f, dtype=torch.float32)
+    if f.ndim == 0:
+        f = f.reshape(1)
+    if f.ndim not in (1, 2) or f.numel() == 0:
+        raise ValueError("filter taps must be a non-empty 1D or 2D array")
+    if separable is None:
+        separable = f.ndim == 1 and f.numel() >= 8
+    if f.ndim == 1 and not separable:
+        f = torch.outer(f, f)
+    if f.ndim != (1 if separable else 2):
+        raise ValueError("a separable filter must be 1D")
+    if normalize:
+        f = f / f.sum()
+    if flip_filter:
+        f = f.flip(list(range(f.ndim)))
+    f = f * (gain ** (f.ndim / 2))
+    return f.to(device=device)
+
+
+def _rank_one_factors(f: torch.Tensor) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+    """Column and row vectors whose outer product is exactly ``f``, if ``f`` is rank one.
+
+    Filtering with two 1D passes costs 2k instead of k^2 multiply-adds per pixel.
+    The check is exact up to float rounding, so results stay within tolerance.
+    """
+    if f.ndim != 2 or min(f.shape) < 2 or f.requires_grad:
+        return None
+    pivot_row = int(f.abs().sum(dim=1).argmax())
+    pivot_col = int(f[pivot_row].abs().argmax())
+    pivot = f[pivot_row, pivot_col]
+    if pivot == 0:
+        return None
+    col = f[:, pivot_col]
+    row = f[pivot_row] / pivot
+    if not torch.allclose(torch.outer(col, row), f, rtol=1e-6, atol=1e-7 * float(f.abs().max())):
+        return None
+    return col, row
+
+
+def _zero_stuff(x: torch.Tensor, upx: int, upy: int) -> torch.Tensor:
+    """Insert ``up - 1`` zeros after every sample along each axis."""
+    if upx == 1 and upy == 1:
+        return x
+    n, c, h, w = x.shape
+    out = x.new_zeros([n, c, h, upy, w, upx])
+    out[:, :, :, 0, :, 0] = x
+    return out.reshape(n, c, h * upy, w * upx)
+
+
+def _pad_or_crop(x: torch.Tensor, pads: Tuple[int, int, int, int]) -> torch.Tensor:
+    """Zero-pad positive amounts and crop negative ones, (x0, x1, y0, y1)."""
+    x0, x1, y0, y1 = pads
+    x = F.pad(x, [max(x0, 0), max(x1, 0), max(y0, 0), max(y1, 0)])
+    h, w = x.shape[2], x.shape[3]
+    return x[:, :, max(-y0, 0) : h - max(-y1, 0), max(-x0, 0) : w - max(-x1, 0)]
+
+
+def _depthwise(x: torch.Tensor, taps: torch.Tensor, stride: Tuple[int, int] = (1, 1)) -> torch.Tensor:
+    """Correlate every channel of ``x`` with the same 2D kernel ``taps``."""
+    channels = x.shape[1]
+    weight = taps[None, None].expand(channels, 1, *taps.shape)
+    return F.conv2d(x, weight, stride=stride, groups=channels)
+
+
+def upfirdn2d(
+    x: torch.Tensor,
+    f: Optional[torch.Tensor],
+    up: IntPair = 1,
+    down: IntPair = 1,
+    padding: IntPair = 0,
+    flip_filter: bool = False,
+    gain: float = 1,
+    impl: str = "ref",
+) -> torch.Tensor:
+    """Upsample by zero insertion, pad, FIR-filter and downsample ``x`` of shape [N, C, H, W].
+
+    Output height is ``(H * up + pad_y0 + pad_y1 - filter_h) // down + 1`` (same for width).
+    """
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        raise ValueError("upfirdn2d expects a 4D tensor [N, C, H, W]")
+    if f is None:
+        f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
+    upx, upy = _as_pair(up)
+    downx, downy = _as_pair(down)
+    pads = _as_padding(padding)
+
+    x = _zero_stuff(x, upx, upy)
+    x = _pad_or_crop(x, pads)
+
+    # conv2d correlates; flipping the taps makes it the convolution the op is defined as.
+    taps = (f * (gain ** (f.ndim / 2))).to(x.dtype)
+    if not flip_filter:
+        taps = taps.flip(list(range(taps.ndim)))
+    if taps.ndim == 2:
+        factors = _rank_one_factors(taps)
+        if factors is None:
+            return _depthwise(x, taps, stride=(downy, downx))
+        col, row = factors
+    else:
+        col, row = taps, taps
+    x = _depthwise(x, row[None, :], stride=(1, downx))
+    return _depthwise(x, col[:, None], stride=(downy, 1))
+
+
+def filter2d(
+    x: torch.Tensor, f: Optional[torch.Tensor], padding: IntPair = 0, flip_filter: bool = False, gain: float = 1, impl: str = "ref"
+) -> torch.Tensor:
+    """Filter ``x`` with ``f`` keeping its size (plus ``padding``)."""
+    x0, x1, y0, y1 = _as_padding(padding)
+    fw, fh = _filter_size(f)
+    pads = [x0 + fw // 2, x1 + (fw - 1) // 2, y0 + fh // 2, y1 + (fh - 1) // 2]
+    return upfirdn2d(x, f, padding=pads, flip_filter=flip_filter, gain=gain)
+
+
+def upsample2d(
+    x: torch.Tensor,
+    f: Optional[torch.Tensor],
+    up: IntPair = 2,
+    padding: IntPair = 0,
+    flip_filter: bool = False,
+    gain: float = 1,
+    impl: str = "ref",
+) -> torch.Tensor:
+    """Upsample ``x`` by ``up`` with the interpolation filter ``f``; the output is ``up`` times larger."""
+    upx, upy = _as_pair(up)
+    x0, x1, y0, y1 = _as_padding(padding)
+    fw, fh = _filter_size(f)
+    pads = [x0 + (fw + upx - 1) // 2, x1 + (fw - upx) // 2, y0 + (fh + upy - 1) // 2, y1 + (fh - upy) // 2]
+    return upfirdn2d(x, f, up=up, padding=pads, flip_filter=flip_filter, gain=gain * upx * upy)
+
+
+def downsample2d(
+    x: torch.Tensor,
+    f: Optional[torch.Tensor],
+    down: IntPair = 2,
+    padding: IntPair = 0,
+    flip_filter: bool = False,
+    gain: float = 1,
+    impl: str = "ref",
+) -> torch.Tensor:
+    """Low-pass filter ``x`` with ``f`` and keep every ``down``-th sample."""
+    downx, downy = _as_pair(down)
+    x0, x1, y0, y1 = _as_padding(padding)
+    fw, fh = _filter_size(f)
+    pads = [x0 + (fw - downx + 1) // 2, x1 + (fw - downx) // 2, y0 + (fh - downy + 1) // 2, y1 + (fh - downy) // 2]
+    return upfirdn2d(x, f, down=down, padding=pads, flip_filter=flip_filter, gain=gain)
+

@@ -1,0 +1,1 @@
+"""Networks and (later) losses, augmentation, datasets and the training loop."""
