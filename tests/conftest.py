@@ -1,0 +1,44 @@
+"""Shared helpers: the reference test vectors written by the official StyleGAN2-ADA code."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+FIXTURES = Path(__file__).parent / "fixtures"
+NETWORK_CASES = ["net_skip_resnet_c3", "net_resnet_skip_c0", "net_orig_orig_c0_rgba"]
+
+
+@pytest.fixture(scope="session")
+def manifest() -> dict:
+    return json.loads((FIXTURES / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def ops_vectors():
+    return np.load(FIXTURES / "ops.npz")
+
+
+def load_network_case(name: str):
+    """(G, D, arrays) for one fixture case, with the reference weights loaded strictly."""
+    from stylegan2_ada.training import networks
+
+    cfg = json.loads((FIXTURES / "manifest.json").read_text())[name]
+    arrays = np.load(FIXTURES / f"{name}.npz")
+    G = networks.Generator(**cfg["G_kwargs"]).eval()
+    D = networks.Discriminator(**cfg["D_kwargs"]).eval()
+    for net, prefix in [(G, "G/"), (D, "D/")]:
+        state = {k[len(prefix):]: torch.from_numpy(arrays[k]) for k in arrays.files if k.startswith(prefix)}
+        net.load_state_dict(state, strict=True)
+    return G, D, arrays
+
+
+def assert_close_to_reference(actual: torch.Tensor, reference: np.ndarray, rel_tol: float, floor: float = 0.0) -> None:
+    """max|actual - reference| <= rel_tol * max(floor, max|reference|), the fixtures' acceptance rule."""
+    actual = actual.detach().cpu().numpy()
+    assert actual.shape == reference.shape
+    scale = max(floor, float(np.abs(reference).max()))
+    err = float(np.abs(actual - reference).max())
+    assert err <= rel_tol * scale, f"max |diff| {err:.3g} exceeds {rel_tol:g} x {scale:.3g}"

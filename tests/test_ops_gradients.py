@@ -1,0 +1,80 @@
+"""First and second derivatives of every op, checked numerically in float64."""
+
+import pytest
+import torch
+from torch.autograd import gradcheck, gradgradcheck
+
+from stylegan2_ada.torch_utils.ops import bias_act, conv2d_resample, fma, grid_sample_gradfix, upfirdn2d
+from stylegan2_ada.training.networks import modulated_conv2d
+
+
+def rand(*shape):
+    return torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+
+
+def check_both(fn, inputs):
+    assert gradcheck(fn, inputs, eps=1e-6, atol=1e-5)
+    assert gradgradcheck(fn, inputs, eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("up,down,padding", [(1, 1, 0), (2, 1, 1), (1, 2, [1, 2, 0, 1]), (2, 2, 0), (3, 1, 0)])
+@pytest.mark.parametrize("taps", [[1, 3, 3, 1], [1, 2, 3, 4, 5, 4, 3, 2]])
+def test_upfirdn2d_gradients(up, down, padding, taps):
+    f = upfirdn2d.setup_filter(taps).double()
+    check_both(lambda x: upfirdn2d.upfirdn2d(x, f, up=up, down=down, padding=padding, gain=2), [rand(1, 2, 9, 8)])
+
+
+def test_upfirdn2d_non_separable_filter_gradients():
+    f = torch.tensor([[1.0, 2.0, 0.5], [0.0, 1.0, 3.0]], dtype=torch.float64)
+    check_both(lambda x: upfirdn2d.upfirdn2d(x, f, up=2, down=1, padding=1), [rand(1, 2, 4, 5)])
+
+
+@pytest.mark.parametrize("act", sorted(bias_act.activation_funcs))
+def test_bias_act_gradients(act):
+    # Keep inputs away from kinks (0) so finite differences are meaningful.
+    x = (torch.rand(2, 3, 3, 3, dtype=torch.float64) + 0.1) * torch.sign(torch.randn(2, 3, 3, 3, dtype=torch.float64))
+    x.requires_grad_(True)
+    b = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    check_both(lambda x, b: bias_act.bias_act(x, b, act=act, clamp=10.0), [x, b])
+
+
+@pytest.mark.parametrize("up,down,kernel", [(1, 1, 3), (2, 1, 3), (1, 2, 3), (2, 1, 1), (1, 2, 1)])
+@pytest.mark.parametrize("flip_weight", [True, False])
+def test_conv2d_resample_gradients(up, down, kernel, flip_weight):
+    f = upfirdn2d.setup_filter([1, 3, 3, 1]).double()
+    fn = lambda x, w: conv2d_resample.conv2d_resample(  # noqa: E731
+        x, w, f=f, up=up, down=down, padding=kernel // 2, flip_weight=flip_weight)
+    check_both(fn, [rand(1, 2, 4, 4), rand(3, 2, kernel, kernel)])
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("up", [1, 2])
+def test_modulated_conv2d_gradients(fused, up):
+    f = upfirdn2d.setup_filter([1, 3, 3, 1]).double()
+    fn = lambda x, w, s, n: modulated_conv2d(  # noqa: E731
+        x, w, s, noise=n, up=up, padding=1, resample_filter=f, flip_weight=(up == 1), fused_modconv=fused)
+    check_both(fn, [rand(2, 3, 3, 3), rand(2, 3, 3, 3), rand(2, 3), rand(2, 1, 3 * up, 3 * up)])
+
+
+def test_fma_gradients_with_broadcasting():
+    check_both(fma.fma, [rand(2, 3, 4, 4), rand(2, 3, 1, 1), rand(2, 1, 4, 4)])
+
+
+def test_grid_sample_matches_torch_and_has_second_derivative():
+    x = rand(2, 3, 5, 6)
+    grid = (torch.rand(2, 4, 7, 2, dtype=torch.float64) * 2.2 - 1.1)
+    ours = grid_sample_gradfix.grid_sample(x, grid)
+    theirs = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    assert torch.allclose(ours, theirs)
+    check_both(lambda x: grid_sample_gradfix.grid_sample(x, grid), [x])
+
+
+def test_grid_sample_r1_style_double_backward_reaches_weights():
+    """The R1 pattern: gradient w.r.t. the image, then its norm differentiated w.r.t. a weight."""
+    x = torch.randn(1, 1, 6, 6, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(1, 1, 3, 3, dtype=torch.float64, requires_grad=True)
+    grid = torch.rand(1, 6, 6, 2, dtype=torch.float64) * 2 - 1
+    score = torch.nn.functional.conv2d(grid_sample_gradfix.grid_sample(x, grid), weight).square().sum()
+    (grad_x,) = torch.autograd.grad(score, x, create_graph=True)
+    (grad_w,) = torch.autograd.grad(grad_x.square().sum(), weight)
+    assert grad_w.abs().sum() > 0
