@@ -357,6 +357,14 @@ def _compute_dtype(use_fp16: bool, force_fp32: bool, device: torch.device) -> to
     return torch.float16 if use_fp16 and not force_fp32 and device.type == "cuda" else torch.float32
 
 
+def _activation_memory_format(channels_last: bool, force_fp32: bool, device: torch.device) -> torch.memory_format:
+    """NHWC where the official code uses it (FP16 layers) and always on CPUs, where oneDNN
+    convolutions, transposed ones especially, run markedly faster in NHWC. Numerics are unchanged."""
+    if device.type == "cpu" or (channels_last and not force_fp32):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def _use_fused_modconv(training: bool, dtype: torch.dtype, x: torch.Tensor) -> bool:
     """Per-sample weights pay off for inference on GPUs; CPUs prefer one shared convolution."""
     if x.device.type != "cuda":
@@ -430,11 +438,11 @@ class SynthesisBlock(torch.nn.Module):
         misc.assert_shape(ws, [None, self.num_conv + self.num_torgb, self.w_dim])
         w_iter: Iterator[torch.Tensor] = iter(ws.unbind(dim=1))
         dtype = _compute_dtype(self.use_fp16, force_fp32, ws.device)
-        memory_format = torch.channels_last if self.channels_last and not force_fp32 else torch.contiguous_format
+        memory_format = _activation_memory_format(self.channels_last, force_fp32, ws.device)
 
         if self.in_channels == 0:
-            x = self.const.to(dtype=dtype, memory_format=memory_format)
-            x = x.unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            x = self.const.to(dtype=dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            x = x.to(memory_format=memory_format)
         else:
             misc.assert_shape(x, [None, self.in_channels, self.resolution // 2, self.resolution // 2])
             x = x.to(dtype=dtype, memory_format=memory_format)
@@ -620,7 +628,7 @@ class DiscriminatorBlock(torch.nn.Module):
     def forward(self, x: Optional[torch.Tensor], img: Optional[torch.Tensor], force_fp32: bool = False):
         device = x.device if x is not None else img.device
         dtype = _compute_dtype(self.use_fp16, force_fp32, device)
-        memory_format = torch.channels_last if self.channels_last and not force_fp32 else torch.contiguous_format
+        memory_format = _activation_memory_format(self.channels_last, force_fp32, device)
 
         if x is not None:
             misc.assert_shape(x, [None, self.in_channels, self.resolution, self.resolution])

@@ -50,16 +50,42 @@ def bias_act(
     if act not in activation_funcs:
         raise ValueError(f"unknown activation '{act}'; expected one of {sorted(activation_funcs)}")
     spec = activation_funcs[act]
-    if b is not None:
-        if b.ndim != 1 or b.shape[0] != x.shape[dim]:
-            raise ValueError(f"bias of shape {list(b.shape)} does not match dimension {dim} of {list(x.shape)}")
-        shape = [1] * x.ndim
-        shape[dim] = -1
-        x = x + b.reshape(shape)
-    x = spec.func(x, float(alpha if alpha is not None else spec.def_alpha))
+    if b is not None and (b.ndim != 1 or b.shape[0] != x.shape[dim]):
+        raise ValueError(f"bias of shape {list(b.shape)} does not match dimension {dim} of {list(x.shape)}")
+    alpha = float(alpha if alpha is not None else spec.def_alpha)
     gain = float(gain if gain is not None else spec.def_gain)
+    clamp = float(clamp) if clamp is not None and clamp >= 0 else None
+    if act in ("linear", "lrelu") and not (torch.is_grad_enabled() and (x.requires_grad or (b is not None and b.requires_grad))):
+        return _bias_act_inplace(x, b, dim, alpha if act == "lrelu" else None, gain, clamp)
+
+    if b is not None:
+        x = x + _broadcastable(b, x.ndim, dim)
+    x = spec.func(x, alpha)
     if gain != 1:
         x = x * gain
-    if clamp is not None and clamp >= 0:
+    if clamp is not None:
         x = x.clamp(-clamp, clamp)
+    return x
+
+
+def _broadcastable(b: torch.Tensor, ndim: int, dim: int) -> torch.Tensor:
+    shape = [1] * ndim
+    shape[dim] = -1
+    return b.reshape(shape)
+
+
+def _bias_act_inplace(
+    x: torch.Tensor, b: Optional[torch.Tensor], dim: int, lrelu_alpha: Optional[float], gain: float, clamp: Optional[float]
+) -> torch.Tensor:
+    """Inference fast path: the same arithmetic in one output buffer (no autograd graph to protect).
+
+    On CPUs these memory-bound steps cost more in allocations than in arithmetic.
+    """
+    x = x + _broadcastable(b, x.ndim, dim) if b is not None else x.clone()
+    if lrelu_alpha is not None:
+        torch.nn.functional.leaky_relu_(x, lrelu_alpha)
+    if gain != 1:
+        x.mul_(gain)
+    if clamp is not None:
+        x.clamp_(-clamp, clamp)
     return x

@@ -129,6 +129,41 @@ def _depthwise(x: torch.Tensor, taps: torch.Tensor, stride: Tuple[int, int] = (1
     return F.conv2d(x, weight, stride=stride, groups=channels)
 
 
+def _fir_axis(x: torch.Tensor, taps: List[float], dim: int, pad0: int, pad1: int, stride: int) -> torch.Tensor:
+    """Zero-pad ``x`` by (pad0, pad1) along ``dim``, correlate with ``taps``, keep every ``stride``-th sample.
+
+    CPU path: a depthwise convolution is several times slower there than adding
+    a few shifted, scaled views of the input into one output buffer, and the
+    padding is folded into which part of the buffer each view lands in (no
+    padded copy is made).  Negative padding crops.
+    """
+    length, num_taps = x.shape[dim], len(taps)
+    out_len = (length + pad0 + pad1 - num_taps) // stride + 1
+    if out_len <= 0:
+        raise ValueError(f"a {num_taps}-tap filter does not fit an input of size {length} padded by ({pad0}, {pad1})")
+    spans = []
+    for offset, tap in enumerate(taps):
+        # Output i reads input i * stride + offset - pad0; keep the i where that exists.
+        first = max(0, -((offset - pad0) // stride))
+        last = min(out_len, (length - 1 + pad0 - offset) // stride + 1)
+        if tap != 0 and last > first:
+            spans.append((last - first < out_len, first, last, offset, tap))
+    spans.sort()  # taps covering the whole output first: the first one initialises the buffer
+
+    out = None
+    for partial, first, last, offset, tap in spans:
+        view = x.narrow(dim, first * stride + offset - pad0, (last - first - 1) * stride + 1)
+        if stride > 1:
+            view = view[:, :, ::stride] if dim == 2 else view[:, :, :, ::stride]
+        if out is None and not partial:
+            out = view * tap
+            continue
+        if out is None:
+            out = x.new_zeros(x.shape[:dim] + (out_len,) + x.shape[dim + 1:])
+        out.narrow(dim, first, last - first).add_(view, alpha=tap)
+    return out if out is not None else x.new_zeros(x.shape[:dim] + (out_len,) + x.shape[dim + 1:])
+
+
 def upfirdn2d(
     x: torch.Tensor,
     f: Optional[torch.Tensor],
@@ -149,22 +184,25 @@ def upfirdn2d(
         f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
     upx, upy = _as_pair(up)
     downx, downy = _as_pair(down)
-    pads = _as_padding(padding)
 
     x = _zero_stuff(x, upx, upy)
-    x = _pad_or_crop(x, pads)
+    pad_x0, pad_x1, pad_y0, pad_y1 = _as_padding(padding)
 
     # conv2d correlates; flipping the taps makes it the convolution the op is defined as.
     taps = (f * (gain ** (f.ndim / 2))).to(x.dtype)
     if not flip_filter:
         taps = taps.flip(list(range(taps.ndim)))
-    if taps.ndim == 2:
-        factors = _rank_one_factors(taps)
-        if factors is None:
-            return _depthwise(x, taps, stride=(downy, downx))
+    factors = (taps, taps) if taps.ndim == 1 else _rank_one_factors(taps)
+
+    if factors is not None and x.device.type == "cpu" and not taps.requires_grad:
         col, row = factors
-    else:
-        col, row = taps, taps
+        x = _fir_axis(x, row.tolist(), dim=3, pad0=pad_x0, pad1=pad_x1, stride=downx)
+        return _fir_axis(x, col.tolist(), dim=2, pad0=pad_y0, pad1=pad_y1, stride=downy)
+
+    x = _pad_or_crop(x, (pad_x0, pad_x1, pad_y0, pad_y1))
+    if factors is None:
+        return _depthwise(x, taps, stride=(downy, downx))
+    col, row = factors
     x = _depthwise(x, row[None, :], stride=(1, downx))
     return _depthwise(x, col[:, None], stride=(downy, 1))
 
