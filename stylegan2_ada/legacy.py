@@ -1,0 +1,361 @@
+"""Load and save network snapshots without executing anything stored in them.
+
+Two formats are read by :func:`load_network_pkl`:
+
+* **Official release pickles** (``network-snapshot-*.pkl`` from NVIDIA's StyleGAN2-ADA).
+  They store each network with the Python source of its module, and the official
+  loader ``exec``s that source.  We never do: a restricted unpickler maps the few
+  globals such a file legitimately uses to harmless stand-ins, refuses every other
+  global, and turns each network into a plain description (class name, constructor
+  kwargs, tensors) from which *our* class is rebuilt.
+* **Our own snapshots**, written by :func:`save_network_pkl`: a ``torch.save`` zip
+  holding only plain data and tensors, so ``torch.load(weights_only=True)`` reads it.
+
+Either way the caller gets ``{'G', 'D', 'G_ema', 'augment_pipe', 'training_set_kwargs', ...}``
+with freshly constructed modules in eval mode.
+"""
+
+import _compat_pickle
+import collections
+import copy
+import importlib
+import io
+import os
+import pickle
+import re
+from typing import Any, BinaryIO, Callable, Dict, Optional, Union
+
+import numpy as np
+import torch
+
+from .dnnlib.util import EasyDict, atomic_write
+
+SNAPSHOT_FORMAT = "manganime-network"
+SNAPSHOT_VERSION = 1
+MODULE_KEYS = ("G", "D", "G_ema", "augment_pipe")
+
+# Classes a snapshot may ask us to build, by name -> module that defines them.
+# Imported lazily: AugmentPipe arrives with the training code.
+CLASS_REGISTRY: Dict[str, str] = {
+    "Generator": "stylegan2_ada.training.networks",
+    "Discriminator": "stylegan2_ada.training.networks",
+    "MappingNetwork": "stylegan2_ada.training.networks",
+    "SynthesisNetwork": "stylegan2_ada.training.networks",
+    "AugmentPipe": "stylegan2_ada.training.augment",
+}
+
+PathOrFile = Union[str, "os.PathLike[str]", BinaryIO]
+
+
+class NetworkLoadError(ValueError):
+    """A network file the user gave us cannot be used; the message is one line naming the file."""
+
+
+class UnsafePickleError(NetworkLoadError, pickle.UnpicklingError):
+    """A pickle asked for a global that has no business in a network file (possible code execution)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Restricted unpickler for official pickles.
+
+
+def _persistent_obj_stand_in(meta: Any) -> Any:
+    """Stand-in for ``torch_utils.persistence._reconstruct_persistent_obj``: keep ``meta`` as data.
+
+    The real function ``exec``s ``meta['module_src']``; we only read ``class_name`` and ``state`` later.
+    """
+    return meta
+
+
+def _load_storage_from_bytes(data: bytes) -> Any:
+    """Stand-in for ``torch.storage._load_from_bytes`` that cannot run code hidden in ``data``."""
+    return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+
+
+def _rebuild_tensor(storage: Any, storage_offset: int, size: Any, stride: Any, requires_grad: bool,
+                    backward_hooks: Any, metadata: Any = None) -> torch.Tensor:
+    """Tensor from its storage; hooks and metadata are dropped (we only copy values)."""
+    return torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, False, collections.OrderedDict())
+
+
+def _rebuild_parameter(data: torch.Tensor, requires_grad: bool, backward_hooks: Any, state: Any = None) -> torch.Tensor:
+    """A Parameter's values as a plain tensor; its flags, hooks and extra state do not matter here."""
+    return data
+
+
+def _codecs_encode(text: str, encoding: str) -> bytes:
+    """Protocol-2 pickles spell ``bytes`` as ``_codecs.encode(str, 'latin1')``; allow only that codec."""
+    if encoding not in ("latin1", "latin-1"):
+        raise UnsafePickleError(f"refusing _codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1")
+
+
+def _numpy_scalar() -> Callable[..., Any]:
+    """numpy's scalar constructor, wherever this numpy version keeps it."""
+    try:
+        from numpy._core.multiarray import scalar  # numpy >= 2
+    except ImportError:
+        from numpy.core.multiarray import scalar  # type: ignore[no-redef]
+    return scalar
+
+
+_SAFE_GLOBALS: Dict[tuple, Callable[[], Any]] = {
+    ("torch_utils.persistence", "_reconstruct_persistent_obj"): lambda: _persistent_obj_stand_in,
+    ("dnnlib.util", "EasyDict"): lambda: EasyDict,
+    ("collections", "OrderedDict"): lambda: collections.OrderedDict,
+    ("torch._utils", "_rebuild_tensor_v2"): lambda: _rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): lambda: _rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): lambda: _rebuild_parameter,
+    ("torch.storage", "_load_from_bytes"): lambda: _load_storage_from_bytes,
+    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy", "dtype"): lambda: np.dtype,
+    ("builtins", "set"): lambda: set,
+    ("builtins", "frozenset"): lambda: frozenset,
+    ("_codecs", "encode"): lambda: _codecs_encode,
+}
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    """Unpickler that resolves only the globals in ``_SAFE_GLOBALS`` and refuses all others."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        # Protocol < 3 streams use Python 2 names (__builtin__.set); translate them as pickle itself does.
+        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        if (module, name) in _SAFE_GLOBALS:
+            return _SAFE_GLOBALS[(module, name)]()
+        if module.startswith("dnnlib.tflib"):
+            raise NetworkLoadError(
+                "this is an old TensorFlow StyleGAN pickle, which is not supported; "
+                "convert it with the official release's legacy.py first")
+        raise UnsafePickleError(f"refusing to load global {module}.{name} (not allowed in a network pickle)")
+
+
+# ---------------------------------------------------------------------------------------------
+# From file contents to plain module descriptions.
+
+
+def _describe_official_network(meta: Any, key: str) -> Dict[str, Any]:
+    """Turn an unpickled persistent-object ``meta`` into ``{class_name, init_args, init_kwargs, state_dict}``."""
+    if not (isinstance(meta, dict) and meta.get("type") == "class" and "state" in meta):
+        raise NetworkLoadError(f"'{key}' is not a persistent network object")
+    state = meta["state"]
+    return {
+        "class_name": meta.get("class_name"),
+        "init_args": list(state.get("_init_args", ())),
+        "init_kwargs": dict(state.get("_init_kwargs", {})),
+        "state_dict": _collect_tensors(meta, prefix=""),
+    }
+
+
+def _collect_tensors(meta: Dict[str, Any], prefix: str) -> Dict[str, torch.Tensor]:
+    """Walk ``_parameters``/``_buffers``/``_modules`` recursively; names equal ``state_dict()`` keys."""
+    state = meta["state"]
+    skip = set(state.get("_non_persistent_buffers_set", ()))
+    tensors: Dict[str, torch.Tensor] = {}
+    for group in ("_parameters", "_buffers"):
+        for name, tensor in state.get(group, {}).items():
+            if tensor is not None and name not in skip:
+                tensors[prefix + name] = tensor
+    for name, child in state.get("_modules", {}).items():
+        if child is None:
+            continue
+        if not (isinstance(child, dict) and "state" in child):
+            raise NetworkLoadError(f"sub-module '{prefix + name}' is not a persistent network object")
+        tensors.update(_collect_tensors(child, prefix + name + "."))
+    return tensors
+
+
+def _read_official(f: BinaryIO) -> Dict[str, Any]:
+    """Unpickle an official release file with the restricted unpickler; networks become descriptions."""
+    data = _SafeUnpickler(f).load()
+    if not isinstance(data, dict):
+        raise NetworkLoadError(f"expected a dict at the top level, found {type(data).__name__}")
+    out = {k: v for k, v in data.items() if k not in MODULE_KEYS}
+    for key in MODULE_KEYS:
+        value = data.get(key)
+        out[key] = None if value is None else _describe_official_network(value, key)
+    out.setdefault("training_set_kwargs", None)
+    return out
+
+
+def _read_snapshot(f: BinaryIO) -> Dict[str, Any]:
+    """Read our own ``torch.save`` snapshot; ``weights_only`` guarantees nothing in it can run code."""
+    try:
+        data = torch.load(f, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as err:
+        # torch's own message suggests weights_only=False, exactly what must not be done with a stranger's file.
+        found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", str(err))
+        if found:
+            raise UnsafePickleError(f"refusing to load global {found.group(1)} (not allowed in a snapshot)") from err
+        raise NetworkLoadError("torch's safe loader refused this snapshot: it is corrupt or not a snapshot") from err
+    if not (isinstance(data, dict) and data.get("format") == SNAPSHOT_FORMAT):
+        raise NetworkLoadError("this torch file is not a manGANime network snapshot")
+    if data.get("version") != SNAPSHOT_VERSION:
+        raise NetworkLoadError(f"unsupported snapshot version {data.get('version')!r}")
+    return {k: v for k, v in data.items() if k not in ("format", "version")}
+
+
+# ---------------------------------------------------------------------------------------------
+# From descriptions to our modules.
+
+
+def _import_class(class_name: Any) -> type:
+    """Look ``class_name`` up in ``CLASS_REGISTRY`` and import it only now."""
+    if class_name not in CLASS_REGISTRY:
+        raise NetworkLoadError(f"class {class_name!r} is not one we know how to rebuild")
+    module_name = CLASS_REGISTRY[class_name]
+    try:
+        return getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as err:
+        raise NetworkLoadError(f"class {class_name} is not available ({module_name}: {err})") from err
+
+
+def _apply_force_fp16(class_name: str, kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """Same tweak as the official loader: fp16 in the 4 highest resolutions, activations clamped to 256."""
+    kwargs = copy.deepcopy(kwargs)
+    if class_name == "Generator":
+        synthesis_kwargs = dict(kwargs.get("synthesis_kwargs") or {})
+        synthesis_kwargs.update(num_fp16_res=4, conv_clamp=256)
+        kwargs["synthesis_kwargs"] = synthesis_kwargs
+    elif class_name == "Discriminator":
+        kwargs.update(num_fp16_res=4, conv_clamp=256)
+    return kwargs
+
+
+def _check_tensors(module: torch.nn.Module, tensors: Dict[str, torch.Tensor], key: str) -> None:
+    """Strict name and shape match, so a wrong file fails here with the offending tensor named."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing:
+        raise NetworkLoadError(f"{key}: tensor '{missing[0]}' is missing ({len(missing)} missing in all)")
+    if unexpected:
+        raise NetworkLoadError(f"{key}: unexpected tensor '{unexpected[0]}' ({len(unexpected)} unexpected in all)")
+    for name, ref in expected.items():
+        if not isinstance(tensors[name], torch.Tensor):
+            raise NetworkLoadError(f"{key}: '{name}' is not a tensor")
+        if tuple(tensors[name].shape) != tuple(ref.shape):
+            raise NetworkLoadError(
+                f"{key}: tensor '{name}' has shape {tuple(tensors[name].shape)}, expected {tuple(ref.shape)}")
+
+
+def _build_module(desc: Dict[str, Any], key: str, force_fp16: bool) -> torch.nn.Module:
+    """Construct our class from a description and copy its tensors in (eval mode, no grads)."""
+    class_name = desc.get("class_name")
+    cls = _import_class(class_name)
+    kwargs = dict(desc.get("init_kwargs") or {})
+    if force_fp16:
+        kwargs = _apply_force_fp16(class_name, kwargs)
+    try:
+        module = cls(*(desc.get("init_args") or ()), **kwargs)
+    except Exception as err:  # a constructor rejecting stored kwargs is a problem of the file
+        raise NetworkLoadError(f"{key}: cannot construct {class_name} from the stored arguments ({err})") from err
+    tensors = desc.get("state_dict") or {}
+    _check_tensors(module, tensors, key)
+    module.load_state_dict(tensors, strict=True)
+    return module.eval().requires_grad_(False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API.
+
+
+def _one_line(err: BaseException, first_sentence: bool = False) -> str:
+    """Exception text folded onto one line and kept short (foreign messages: first sentence only)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if first_sentence:
+        text = text.split(". ")[0]
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def load_network_pkl(f: PathOrFile, force_fp16: bool = False) -> Dict[str, Any]:
+    """Read an official release pickle or one of our snapshots and rebuild its networks.
+
+    Returns a dict with ``G``, ``D``, ``G_ema`` (our modules, eval mode, ``requires_grad=False``,
+    ``None`` where the file has none), ``augment_pipe`` (module or ``None``),
+    ``training_set_kwargs`` (dict or ``None``) and any extra keys the file stores.
+    Every problem with the file raises :class:`NetworkLoadError` naming it.
+    """
+    if isinstance(f, (str, os.PathLike)):
+        name = os.fspath(f)
+        if not os.path.isfile(name):
+            raise NetworkLoadError(f"{name}: no such file")
+        try:
+            with open(name, "rb") as fobj:
+                return load_network_pkl(fobj, force_fp16=force_fp16)
+        except OSError as err:
+            raise NetworkLoadError(f"{name}: cannot read network file ({_one_line(err, first_sentence=True)})") from err
+
+    name = str(getattr(f, "name", "") or "network file")
+    try:
+        if not f.seekable():
+            f = io.BytesIO(f.read())
+        head = f.read(2)
+        f.seek(0)
+        data = _read_snapshot(f) if head == b"PK" else _read_official(f)
+        result = {k: v for k, v in data.items() if k not in MODULE_KEYS}
+        for key in MODULE_KEYS:
+            desc = data.get(key)
+            result[key] = None if desc is None else _build_module(desc, key, force_fp16)
+    except NetworkLoadError as err:
+        raise type(err)(f"{name}: {_one_line(err)}") from err
+    except Exception as err:  # anything from deep inside pickle/zip means the file is unusable
+        detail = f"{type(err).__name__}: {_one_line(err, first_sentence=True)}"
+        raise NetworkLoadError(f"{name}: not a readable network file, truncated or corrupt ({detail})") from err
+    if result["G_ema"] is None:
+        raise NetworkLoadError(f"{name}: the file holds no G_ema network")
+    result.setdefault("training_set_kwargs", None)
+    return result
+
+
+def _plain(value: Any, where: str) -> Any:
+    """Convert kwargs and other snapshot data to types ``torch.load(weights_only=True)`` accepts."""
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):  # EasyDict and OrderedDict become plain dicts
+        return {str(k): _plain(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        items = [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if isinstance(value, tuple) else items
+    raise TypeError(f"cannot store {type(value).__name__} at {where} in a network snapshot")
+
+
+def _describe_module(module: Optional[torch.nn.Module], key: str) -> Optional[Dict[str, Any]]:
+    """Plain description of one of our persistent modules: how to construct it plus its tensors."""
+    if module is None:
+        return None
+    class_name = type(module).__name__
+    if CLASS_REGISTRY.get(class_name) is None or not hasattr(module, "init_kwargs"):
+        raise TypeError(f"{key}: {class_name} is not a registered persistent class")
+    return {
+        "class_name": class_name,
+        "init_args": _plain(list(module.init_args), f"{key}.init_args"),
+        "init_kwargs": _plain(module.init_kwargs, f"{key}.init_kwargs"),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()},
+    }
+
+
+def save_network_pkl(path: Union[str, "os.PathLike[str]"], snapshot: Dict[str, Any]) -> None:
+    """Write ``snapshot`` (G, D, G_ema, augment_pipe, training_set_kwargs, extra plain data) atomically.
+
+    The file is a ``torch.save`` zip of plain data and tensors, so it loads with
+    ``torch.load(path, weights_only=True)``; a temp file + fsync + rename means a crash
+    mid-write never leaves a truncated snapshot under ``path``.
+    """
+    data: Dict[str, Any] = {"format": SNAPSHOT_FORMAT, "version": SNAPSHOT_VERSION}
+    for key, value in snapshot.items():
+        data[key] = _describe_module(value, key) if key in MODULE_KEYS else _plain(value, key)
+    for key in MODULE_KEYS:
+        data.setdefault(key, None)
+    data.setdefault("training_set_kwargs", None)
+
+    with atomic_write(path) as f:
+        torch.save(data, f)
