@@ -55,8 +55,11 @@ def bias_act(
     alpha = float(alpha if alpha is not None else spec.def_alpha)
     gain = float(gain if gain is not None else spec.def_gain)
     clamp = float(clamp) if clamp is not None and clamp >= 0 else None
-    if act in ("linear", "lrelu") and not (torch.is_grad_enabled() and (x.requires_grad or (b is not None and b.requires_grad))):
-        return _bias_act_inplace(x, b, dim, alpha if act == "lrelu" else None, gain, clamp)
+    slope = alpha if act == "lrelu" else 1.0
+    if act in ("linear", "lrelu") and slope > 0 and gain > 0:
+        if torch.is_grad_enabled() and (x.requires_grad or (b is not None and b.requires_grad)):
+            return _PiecewiseLinearBiasAct.apply(x, b, dim, slope, gain, clamp)
+        return _bias_act_inplace(x, b, dim, slope, gain, clamp)
 
     if b is not None:
         x = x + _broadcastable(b, x.ndim, dim)
@@ -75,17 +78,73 @@ def _broadcastable(b: torch.Tensor, ndim: int, dim: int) -> torch.Tensor:
 
 
 def _bias_act_inplace(
-    x: torch.Tensor, b: Optional[torch.Tensor], dim: int, lrelu_alpha: Optional[float], gain: float, clamp: Optional[float]
+    x: torch.Tensor, b: Optional[torch.Tensor], dim: int, slope: float, gain: float, clamp: Optional[float]
 ) -> torch.Tensor:
-    """Inference fast path: the same arithmetic in one output buffer (no autograd graph to protect).
+    """``clamp(gain * lrelu(x + b, slope))`` computed in one output buffer (``slope=1`` is linear).
 
     On CPUs these memory-bound steps cost more in allocations than in arithmetic.
     """
     x = x + _broadcastable(b, x.ndim, dim) if b is not None else x.clone()
-    if lrelu_alpha is not None:
-        torch.nn.functional.leaky_relu_(x, lrelu_alpha)
+    if slope != 1:
+        torch.nn.functional.leaky_relu_(x, slope)
     if gain != 1:
         x.mul_(gain)
     if clamp is not None:
         x.clamp_(-clamp, clamp)
     return x
+
+
+def _piecewise_slope_grad(grad: torch.Tensor, y: torch.Tensor, slope: float, gain: float, clamp: Optional[float]) -> torch.Tensor:
+    """``grad`` times the local slope of the activation, read off its output ``y``.
+
+    ``y > 0`` exactly where the input was > 0 (gain > 0), and clamped outputs pass no gradient.
+    """
+    if slope != 1:
+        grad = torch.ops.aten.leaky_relu_backward(grad, y, slope, True)
+        if gain != 1:
+            grad.mul_(gain)
+    else:
+        grad = grad * gain if gain != 1 else grad.clone()
+    if clamp is not None:
+        grad.masked_fill_(y.abs() >= clamp, 0)
+    return grad
+
+
+class _PiecewiseLinearBiasAct(torch.autograd.Function):
+    """linear/lrelu bias_act with a hand-written gradient that needs only the output.
+
+    Autograd through the four separate steps would keep four tensors alive and run
+    four backward kernels; the derivative of a piecewise-linear map is a mask.
+    """
+
+    @staticmethod
+    def forward(ctx, x, b, dim, slope, gain, clamp):
+        y = _bias_act_inplace(x, b, dim, slope, gain, clamp)
+        ctx.save_for_backward(y)
+        ctx.params = (dim, slope, gain, clamp, b is not None)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        (y,) = ctx.saved_tensors
+        dim, slope, gain, clamp, has_bias = ctx.params
+        grad_x = _PiecewiseSlopeGrad.apply(grad_y, y, slope, gain, clamp)
+        grad_b = None
+        if has_bias and ctx.needs_input_grad[1]:
+            grad_b = grad_x.sum([d for d in range(grad_x.ndim) if d != dim])
+        return grad_x, grad_b, None, None, None, None
+
+
+class _PiecewiseSlopeGrad(torch.autograd.Function):
+    """The gradient map above; linear in the incoming gradient, so its own gradient is itself."""
+
+    @staticmethod
+    def forward(ctx, grad, y, slope, gain, clamp):
+        ctx.save_for_backward(y)
+        ctx.params = (slope, gain, clamp)
+        return _piecewise_slope_grad(grad, y, slope, gain, clamp)
+
+    @staticmethod
+    def backward(ctx, grad_grad):
+        (y,) = ctx.saved_tensors
+        return _PiecewiseSlopeGrad.apply(grad_grad, y, *ctx.params), None, None, None, None

@@ -182,29 +182,69 @@ def upfirdn2d(
         raise ValueError("upfirdn2d expects a 4D tensor [N, C, H, W]")
     if f is None:
         f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
-    upx, upy = _as_pair(up)
-    downx, downy = _as_pair(down)
+    up, down, pads = _as_pair(up), _as_pair(down), _as_padding(padding)
+    if x.device.type == "cpu" and not f.requires_grad and _separable_taps(f, flip_filter, gain, x.dtype) is not None:
+        return _UpFirDn2dSeparableCpu.apply(x, f, up, down, pads, flip_filter, gain)
+    return _upfirdn2d_conv(x, f, up, down, pads, flip_filter, gain)
 
-    x = _zero_stuff(x, upx, upy)
-    pad_x0, pad_x1, pad_y0, pad_y1 = _as_padding(padding)
 
-    # conv2d correlates; flipping the taps makes it the convolution the op is defined as.
-    taps = (f * (gain ** (f.ndim / 2))).to(x.dtype)
-    if not flip_filter:
-        taps = taps.flip(list(range(taps.ndim)))
+def _oriented_taps(f: torch.Tensor, flip_filter: bool, gain: float, dtype: torch.dtype) -> torch.Tensor:
+    """The filter with its gain, flipped unless ``flip_filter``: conv2d correlates, and
+    flipping the taps makes that the convolution the op is defined as."""
+    taps = (f * (gain ** (f.ndim / 2))).to(dtype)
+    return taps if flip_filter else taps.flip(list(range(taps.ndim)))
+
+
+def _separable_taps(f: torch.Tensor, flip_filter: bool, gain: float, dtype: torch.dtype):
+    """(column taps, row taps) when the filter is 1D or a rank-one 2D filter, else None."""
+    taps = _oriented_taps(f, flip_filter, gain, dtype)
+    return (taps, taps) if taps.ndim == 1 else _rank_one_factors(taps)
+
+
+def _upfirdn2d_conv(x, f, up, down, pads, flip_filter, gain) -> torch.Tensor:
+    """Reference formulation with depthwise convolutions (GPUs, learnable or non-separable filters)."""
+    x = _pad_or_crop(_zero_stuff(x, *up), pads)
+    taps = _oriented_taps(f, flip_filter, gain, x.dtype)
     factors = (taps, taps) if taps.ndim == 1 else _rank_one_factors(taps)
-
-    if factors is not None and x.device.type == "cpu" and not taps.requires_grad:
-        col, row = factors
-        x = _fir_axis(x, row.tolist(), dim=3, pad0=pad_x0, pad1=pad_x1, stride=downx)
-        return _fir_axis(x, col.tolist(), dim=2, pad0=pad_y0, pad1=pad_y1, stride=downy)
-
-    x = _pad_or_crop(x, (pad_x0, pad_x1, pad_y0, pad_y1))
     if factors is None:
-        return _depthwise(x, taps, stride=(downy, downx))
+        return _depthwise(x, taps, stride=(down[1], down[0]))
     col, row = factors
-    x = _depthwise(x, row[None, :], stride=(1, downx))
-    return _depthwise(x, col[:, None], stride=(downy, 1))
+    x = _depthwise(x, row[None, :], stride=(1, down[0]))
+    return _depthwise(x, col[:, None], stride=(down[1], 1))
+
+
+class _UpFirDn2dSeparableCpu(torch.autograd.Function):
+    """CPU fast path with its own gradient.
+
+    The gradient of upfirdn2d is upfirdn2d again, with the filter flipped, up and
+    down swapped and the padding mirrored; calling the public op for it keeps
+    higher derivatives available and avoids autograd's costly bookkeeping for
+    the in-place view arithmetic of :func:`_fir_axis`.
+    """
+
+    @staticmethod
+    def forward(ctx, x, f, up, down, pads, flip_filter, gain):
+        col, row = _separable_taps(f, flip_filter, gain, x.dtype)
+        ctx.save_for_backward(f)
+        ctx.params = (up, down, pads, flip_filter, gain, x.shape)
+        y = _zero_stuff(x, *up)
+        y = _fir_axis(y, row.tolist(), dim=3, pad0=pads[0], pad1=pads[1], stride=down[0])
+        y = _fir_axis(y, col.tolist(), dim=2, pad0=pads[2], pad1=pads[3], stride=down[1])
+        ctx.out_shape = y.shape
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (f,) = ctx.saved_tensors
+        up, down, pads, flip_filter, gain, in_shape = ctx.params
+        fw, fh = _filter_size(f)
+        grad_pads = []
+        for in_len, out_len, u, d, k, p0 in [(in_shape[3], ctx.out_shape[3], up[0], down[0], fw, pads[0]),
+                                            (in_shape[2], ctx.out_shape[2], up[1], down[1], fh, pads[2])]:
+            g0 = k - 1 - p0
+            grad_pads += [g0, (in_len - 1) * u + k - out_len * d - g0]
+        grad_x = upfirdn2d(grad, f, up=down, down=up, padding=grad_pads, flip_filter=not flip_filter, gain=gain)
+        return grad_x, None, None, None, None, None, None
 
 
 def filter2d(
