@@ -44,6 +44,10 @@ CLASS_REGISTRY: Dict[str, str] = {
     "AugmentPipe": "stylegan2_ada.training.augment",
 }
 
+# Classes whose official pickles also store constant tensors (filters) that our class recomputes
+# on construction: for these, stored tensors we do not have are ignored; missing ones still fail.
+EXTRA_TENSORS_IGNORED = frozenset({"AugmentPipe"})
+
 PathOrFile = Union[str, "os.PathLike[str]", BinaryIO]
 
 
@@ -253,6 +257,9 @@ def _build_module(desc: Dict[str, Any], key: str, force_fp16: bool) -> torch.nn.
     except Exception as err:  # a constructor rejecting stored kwargs is a problem of the file
         raise NetworkLoadError(f"{key}: cannot construct {class_name} from the stored arguments ({err})") from err
     tensors = desc.get("state_dict") or {}
+    if class_name in EXTRA_TENSORS_IGNORED:
+        expected = module.state_dict()
+        tensors = {name: tensor for name, tensor in tensors.items() if name in expected}
     _check_tensors(module, tensors, key)
     module.load_state_dict(tensors, strict=True)
     return module.eval().requires_grad_(False)

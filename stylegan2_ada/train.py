@@ -74,13 +74,18 @@ def dataset_options(data: str, cond: bool, subset: Optional[int], mirror: bool) 
     kwargs = dnnlib.EasyDict(class_name="stylegan2_ada.training.dataset.ImageFolderDataset", path=data,
                              use_labels=cond, max_size=subset, xflip=mirror)
     try:
-        dataset = ImageFolderDataset(path=data, use_labels=cond, max_size=subset, xflip=mirror)
-        if cond and not dataset.has_labels:
-            raise click.BadParameter(f"{data} has no labels (dataset.json); drop --cond", param_hint="--cond")
-        kwargs.update(resolution=dataset.resolution)
-        name = dataset.name
+        dataset = ImageFolderDataset(path=data, max_size=subset, xflip=mirror)
     except DatasetError as err:
         raise click.BadParameter(" ".join(str(err).split()), param_hint="--data") from None
+    if cond:
+        try:
+            if not ImageFolderDataset(path=data, use_labels=True).has_labels:
+                raise DatasetError(f"{data} has no labels")
+        except DatasetError as err:
+            raise click.BadParameter(f"{' '.join(str(err).split())} (drop --cond to train without labels)",
+                                     param_hint="--cond") from None
+    kwargs.update(resolution=dataset.resolution)
+    name = dataset.name
     if subset is not None and subset < 1:
         raise click.BadParameter("must be >= 1", param_hint="--subset")
     return dict(training_set_kwargs=kwargs, dataset_name=name)
@@ -155,7 +160,7 @@ def run_description(o: Dict[str, Any], cfg: str, gpus: int, flags: Dict[str, Any
     parts += [f"subset{flags['subset']}"] if flags["subset"] else []
     parts += ["mirror"] if flags["mirror"] else []
     parts += [f"{cfg}{gpus}" if cfg == "auto" else cfg]
-    for flag, fmt in [("gamma", "gamma{:g}"), ("kimg", "kimg{}"), ("batch", "batch{}"), ("freezed", "freezed{}")]:
+    for flag, fmt in [("gamma", "gamma{:g}"), ("kimg", "kimg{:g}"), ("batch", "batch{}"), ("freezed", "freezed{}")]:
         parts += [fmt.format(flags[flag])] if flags[flag] else []
     parts += [flags["aug"]] if flags["aug"] != "ada" else []
     parts += [flags["augpipe"]] if flags["augpipe"] != "bgc" and flags["aug"] != "noaug" else []
@@ -215,7 +220,7 @@ def _spawned(rank: int, options: Dict[str, Any], run_dir: str, gpus: int, init_m
 @click.option("--mirror", is_flag=True, help="Add x-flipped copies of the images (doubles the dataset)")
 @click.option("--cfg", type=click.Choice(list(CFG_SPECS)), default="auto", show_default=True, help="Base configuration")
 @click.option("--gamma", type=click.FloatRange(min=0), help="Override the R1 gamma")
-@click.option("--kimg", type=click.IntRange(min=1), help="Override the training length (thousands of images)")
+@click.option("--kimg", type=click.FloatRange(min=0, min_open=True), help="Override the training length in thousands of images (fractions allowed)")
 @click.option("--batch", type=click.IntRange(min=1), help="Override the total batch size")
 @click.option("--aug", type=click.Choice(["ada", "noaug", "fixed"]), default="ada", show_default=True, help="Augmentation mode")
 @click.option("--p", type=click.FloatRange(min=0, max=1), help="Augmentation probability for --aug=fixed")

@@ -7,6 +7,7 @@ without network) reuses the file instead of fetching hundreds of megabytes again
 
 import contextlib
 import hashlib
+import importlib
 import io
 import os
 import re
@@ -149,3 +150,31 @@ def open_url(url: str, cache_dir: Optional[str] = None, num_attempts: int = 10, 
     if parsed.scheme in ("http", "https"):
         return _open_http(url, cache_dir, num_attempts, verbose, return_filename, cache)
     raise ValueError(f"Unsupported URL scheme '{parsed.scheme}': {url}")
+
+
+def format_time(seconds: float) -> str:
+    """Human-readable duration for logs and metric reports: ``'42s'``, ``'3m 05s'``, ``'2h 03m 05s'``, ``'1d 02h 03m'``."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 60 * 60:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 24 * 60 * 60:
+        return f"{s // 3600}h {s // 60 % 60:02d}m {s % 60:02d}s"
+    return f"{s // 86400}d {s // 3600 % 24:02d}h {s // 60 % 60:02d}m"
+
+
+def get_obj_by_name(name: str) -> Any:
+    """The object a dotted name such as ``'stylegan2_ada.training.dataset.ImageFolderDataset'`` refers to."""
+    module_name, _, attr = name.rpartition(".")
+    if not module_name:
+        raise ValueError(f"'{name}' is not a dotted name like 'package.module.Class'")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"cannot find '{name}': {err}") from err
+
+
+def construct_class_by_name(*args: Any, class_name: str, **kwargs: Any) -> Any:
+    """Instantiate a class named by a string, so options stay plain data (``dict(class_name=..., **kwargs)``)."""
+    return get_obj_by_name(class_name)(*args, **kwargs)

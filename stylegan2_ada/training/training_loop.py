@@ -278,8 +278,8 @@ def training_step(session: Session) -> None:
         phase.opt.step()
         session.timing[phase.name] = session.timing.get(phase.name, 0) + time.time() - start
 
-    _update_ema(session)
     distributed.average_tensors_(list(session.G.buffers()) + [session.loss.pl_mean])
+    _update_ema(session)
     session.cur_nimg += batch_size
     session.batch_idx += 1
 

@@ -1,0 +1,181 @@
+"""Training end to end at tiny sizes: run directory, resume, kill -9, NaN guard, bad flags, loss maths."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from click.testing import CliRunner
+
+from stylegan2_ada import legacy, train
+from stylegan2_ada.training import loss as loss_module
+from training_helpers import FIXTURE_ZIP
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--cbase=128", "--cmax=16", "--map=2", "--workers=0", "--batch=4", "--mbstd-group=2", "--fp32"]
+TICK_FIELDS = ["tick", "kimg", "time", "sec/tick", "sec/kimg", "maintenance", "cpumem", "gpumem", "augment"]
+
+
+def run_cli(*args: str):
+    result = CliRunner().invoke(train.main, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def only_run_dir(outdir: Path) -> Path:
+    runs = sorted(p for p in outdir.iterdir() if p.is_dir())
+    assert len(runs) >= 1
+    return runs[-1]
+
+
+def test_cli_run_writes_the_official_run_directory(tmp_path):
+    code, out = run_cli(f"--outdir={tmp_path}", f"--data={FIXTURE_ZIP}", "--kimg=0.024", "--tick=0.012",
+                        "--snap=1", "--aug=noaug", "--mirror", *TINY)
+    assert code == 0, out
+    run = only_run_dir(tmp_path)
+    assert re.fullmatch(r"00000-upstream_dataset_32_labels-mirror-auto1-kimg0.024-batch4-noaug-fp32", run.name)
+    names = set(os.listdir(run))
+    assert {"training_options.json", "log.txt", "stats.jsonl", "reals.png", "fakes_init.png"} <= names
+    assert "fakes000000.png" in names and "network-snapshot-000000.pkl" in names
+
+    options = json.loads((run / "training_options.json").read_text())
+    assert options["batch_size"] == 4 and options["training_set_kwargs"]["xflip"] is True
+    tick_lines = [line for line in (run / "log.txt").read_text().splitlines() if line.startswith("tick ")]
+    assert len(tick_lines) >= 2
+    assert all(field in tick_lines[-1].split() for field in TICK_FIELDS)
+    stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert "Loss/G/loss" in stats[-1] and "Loss/D/loss" in stats[-1] and "timestamp" in stats[-1]
+    assert np.isfinite(stats[-1]["Loss/G/loss"]["mean"])
+
+    snapshot = legacy.load_network_pkl(str(run / "network-snapshot-000000.pkl"))
+    assert snapshot["progress"]["cur_nimg"] == 24
+    assert snapshot["G_ema"].img_resolution == 32
+    with PIL.Image.open(run / "fakes_init.png") as grid:
+        assert grid.size[0] % 32 == 0 and grid.size[1] % 32 == 0
+
+
+def test_resume_continues_kimg_and_keeps_architecture(tmp_path):
+    code, out = run_cli(f"--outdir={tmp_path}", f"--data={FIXTURE_ZIP}", "--kimg=0.012", "--snap=1", "--aug=noaug", *TINY)
+    assert code == 0, out
+    snapshot = next(only_run_dir(tmp_path).glob("network-snapshot-*.pkl"))
+    # Different --cbase: the resumed networks must keep the snapshot's own architecture.
+    code, out = run_cli(f"--outdir={tmp_path}", f"--data={FIXTURE_ZIP}", "--kimg=0.024", "--snap=1", "--aug=noaug",
+                        f"--resume={snapshot}", *[a for a in TINY if not a.startswith("--cbase")], "--cbase=256")
+    assert code == 0, out
+    log = (only_run_dir(tmp_path) / "log.txt").read_text()
+    assert "Resuming from" in log and "architecture" in log
+    final = legacy.load_network_pkl(str(sorted(only_run_dir(tmp_path).glob("network-snapshot-*.pkl"))[-1]))
+    assert final["progress"]["cur_nimg"] == 24
+    assert final["G"].init_kwargs["synthesis_kwargs"]["channel_base"] == 128
+
+
+def test_kill_9_then_resume_from_newest_snapshot(tmp_path):
+    outdir = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "stylegan2_ada.train", f"--outdir={outdir}", f"--data={FIXTURE_ZIP}",
+           "--kimg=5", "--tick=0.008", "--snap=1", "--aug=noaug", *TINY]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if outdir.exists() and len(list(outdir.glob("*/network-snapshot-*.pkl"))) >= 1 and \
+                    (outdir / os.listdir(outdir)[0] / "stats.jsonl").exists() and \
+                    len((outdir / os.listdir(outdir)[0] / "stats.jsonl").read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("training did not write snapshots in time")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    run = only_run_dir(outdir)
+    assert not list(run.glob("*.part")) or all(p.name.startswith(".") for p in run.glob("*.part"))
+    newest = sorted(run.glob("network-snapshot-*.pkl"))[-1]
+    resumed = legacy.load_network_pkl(str(newest))  # a complete snapshot, whatever moment the kill hit
+    done_nimg = resumed["progress"]["cur_nimg"]
+    assert done_nimg > 0
+    code, out = run_cli(f"--outdir={outdir}", f"--data={FIXTURE_ZIP}", f"--kimg={(done_nimg + 8) / 1000}",
+                        "--tick=0.008", "--snap=1", "--aug=noaug", f"--resume={newest}", *TINY)
+    assert code == 0, out
+    final = legacy.load_network_pkl(str(sorted(only_run_dir(outdir).glob("network-snapshot-*.pkl"))[-1]))
+    assert final["progress"]["cur_nimg"] == done_nimg + 8
+
+
+def test_non_finite_loss_stops_with_tick_and_phase(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    original = loss_module.StyleGAN2Loss.run_D
+
+    def poisoned(self, img, c, sync=True):
+        calls["n"] += 1
+        logits = original(self, img, c, sync)
+        return logits * float("nan") if calls["n"] > 6 else logits
+
+    monkeypatch.setattr(loss_module.StyleGAN2Loss, "run_D", poisoned)
+    result = CliRunner().invoke(train.main, [f"--outdir={tmp_path}", f"--data={FIXTURE_ZIP}", "--kimg=0.1",
+                                             "--aug=noaug", *TINY])
+    assert result.exit_code != 0
+    assert re.search(r"non-finite loss in tick \d+ .*phase \w+", result.output)
+    assert "Traceback" not in result.output
+
+
+def _unlabelled_zip(path: Path) -> str:
+    with zipfile.ZipFile(path, "w") as zf:
+        for i in range(4):
+            img = PIL.Image.fromarray(np.full([16, 16, 3], i * 40, np.uint8))
+            with zf.open(f"00000/img{i:08d}.png", "w") as f:
+                img.save(f, format="png")
+    return str(path)
+
+
+@pytest.mark.parametrize("flags, mentions", [
+    (["--aug=ada", "--p=0.2"], "--p"),
+    (["--aug=fixed"], "--p"),
+    (["--batch=3", "--batch-gpu=2"], "--batch-gpu"),
+    (["--cond"], "--cond"),
+    (["--data=/nonexistent/data.zip"], "--data"),
+])
+def test_bad_flags_give_one_line_and_no_run_dir(tmp_path, flags, mentions):
+    data = _unlabelled_zip(tmp_path / "plain.zip")
+    outdir = tmp_path / "runs"
+    args = [f"--outdir={outdir}", f"--data={data}", "--kimg=0.01", "--workers=0"] + flags
+    result = CliRunner().invoke(train.main, args)
+    assert result.exit_code != 0
+    assert mentions in result.output and "Traceback" not in result.output
+    assert not outdir.exists() or not any(outdir.iterdir())
+
+
+def test_dry_run_prints_options_and_writes_nothing(tmp_path):
+    code, out = run_cli(f"--outdir={tmp_path / 'runs'}", f"--data={FIXTURE_ZIP}", "--dry-run", "--aug=noaug")
+    assert code == 0 and '"batch_size"' in out and "Dry run" in out
+    assert not (tmp_path / "runs").exists()
+
+
+def test_auto_cfg_reproduces_the_studys_numbers():
+    spec = train.resolve_cfg("auto", 256, 1)
+    assert spec.batch == 16 and spec.mbstd == 4 and spec.fmaps == 0.5 and spec.lrate == 0.0025
+    assert spec.gamma == pytest.approx(0.8192) and spec.ema == pytest.approx(5.0)
+    assert train.resume_url("ffhq256").endswith("ffhq-res256-mirror-paper256-noaug.pkl")
+
+
+def test_r1_penalty_is_gamma_half_squared_gradient_norm():
+    class LinearD(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.randn(1, 3, 4, 4))
+
+        def forward(self, img, c):
+            return (img * self.w).sum([1, 2, 3]).unsqueeze(1)
+
+    D = LinearD()
+    loss = loss_module.StyleGAN2Loss(torch.device("cpu"), None, None, D, r1_gamma=10)
+    real = torch.randn(2, 3, 4, 4)
+    loss.accumulate_gradients("Dreg", real, torch.zeros(2, 0), None, None, sync=True, gain=1)
+    # d/dw mean(gamma/2 * |w|^2) = gamma * w: the gradient of D w.r.t. the image is w itself.
+    assert torch.allclose(D.w.grad, 10 * D.w.detach(), atol=1e-5)
