@@ -325,8 +325,8 @@ class AugmentPipe(torch.nn.Module):
 
     def forward(self, images: torch.Tensor, debug_percentile: Optional[float] = None) -> torch.Tensor:
         """Augment a batch [N, C, H, W] (C = 1, 3 or 4; values around [-1, 1]); same shape out."""
+        misc.assert_shape(images, [None, None, None, None])
         n, c, h, w = images.shape
-        misc.assert_shape(images, [n, c, h, w])
         if c not in (1, 3, 4):
             raise ValueError(f"AugmentPipe expects 1, 3 or 4 channels, got {c}")
         draws = _Draws(n, images.device, debug_percentile)
@@ -367,7 +367,7 @@ class AugmentPipe(torch.nn.Module):
 
     # -- 2. general geometric ---------------------------------------------------------------
 
-    def geometric_matrix(self, draws: _Draws, width: int, height: int) -> torch.Tensor:
+    def _geometric_matrix(self, draws: _Draws, width: int, height: int) -> torch.Tensor:
         """[N, 3, 3] maps from output to input pixel coordinates (origin at the image centre).
 
         Sampling pulls, so this is the *inverse* of the image transform: each
@@ -401,7 +401,7 @@ class AugmentPipe(torch.nn.Module):
         if not (self.scale > 0 or self.rotate > 0 or self.aniso > 0 or self.xfrac > 0):
             return x
         n, _, h, w = x.shape
-        matrix = self.geometric_matrix(draws, w, h)
+        matrix = self._geometric_matrix(draws, w, h)
         moved = (matrix != _eye(n, 3, x.device)).flatten(1).any(dim=1)
         return _on_subset(x, moved, self.warp, matrix)
 
@@ -449,7 +449,7 @@ class AugmentPipe(torch.nn.Module):
 
     # -- 3. colour --------------------------------------------------------------------------
 
-    def colour_matrix(self, draws: _Draws) -> torch.Tensor:
+    def _colour_matrix(self, draws: _Draws) -> torch.Tensor:
         """[N, 4, 4] homogeneous RGB transforms; each step multiplies on the left (applied after the previous ones).
 
         Luma is the mean of R, G and B (the axis v = (1, 1, 1)/sqrt(3)); every step is
@@ -482,7 +482,7 @@ class AugmentPipe(torch.nn.Module):
     def _colour(self, x: torch.Tensor, draws: _Draws) -> torch.Tensor:
         if not any(m > 0 for m in (self.brightness, self.contrast, self.lumaflip, self.hue, self.saturation)):
             return x
-        colour = self.colour_matrix(draws)
+        colour = self._colour_matrix(draws)
         if torch.equal(colour, _eye(draws.n, 4, x.device)):
             return x
         colour = colour.to(x.dtype)
@@ -495,7 +495,7 @@ class AugmentPipe(torch.nn.Module):
 
     # -- 4. image-space filtering -----------------------------------------------------------
 
-    def band_gains(self, draws: _Draws) -> torch.Tensor:
+    def _band_gains(self, draws: _Draws) -> torch.Tensor:
         """[N, 4] amplification of each frequency band, normalised to unit mean square.
 
         Natural images (power spectrum ~ 1/f^2) carry about the same power in each
@@ -516,7 +516,7 @@ class AugmentPipe(torch.nn.Module):
     def _filter(self, x: torch.Tensor, draws: _Draws) -> torch.Tensor:
         if self.imgfilter <= 0:
             return x
-        gains = self.band_gains(draws)
+        gains = self._band_gains(draws)
         changed = (gains != 1).any(dim=1)
         return _on_subset(x, changed, _filter_per_sample, gains @ self.filter_bank)
 
