@@ -179,3 +179,22 @@ def test_r1_penalty_is_gamma_half_squared_gradient_norm():
     loss.accumulate_gradients("Dreg", real, torch.zeros(2, 0), None, None, sync=True, gain=1)
     # d/dw mean(gamma/2 * |w|^2) = gamma * w: the gradient of D w.r.t. the image is w itself.
     assert torch.allclose(D.w.grad, 10 * D.w.detach(), atol=1e-5)
+
+
+def test_ada_moves_p_by_the_official_step_towards_the_target(monkeypatch):
+    from stylegan2_ada.training import training_loop as loop
+    from stylegan2_ada.training.augment import AUGPIPE_SPECS
+    from training_helpers import tiny_options
+
+    # D that is always sure the reals are real: r_t = E[sign(D(real))] = 1 > target, so p must rise.
+    monkeypatch.setattr(loss_module.StyleGAN2Loss, "run_D",
+                        lambda self, img, c, sync=True: self.D(self.augment_pipe(img), c) * 0 + 1)
+    opts = tiny_options(augment_kwargs=AUGPIPE_SPECS["bgc"], augment_p=0, ada_target=0.6, ada_interval=2, ada_kimg=1,
+                        batch_size=4, batch_gpu=4)
+    session = loop.setup(opts, rank=0, num_gpus=1, device=torch.device("cpu"))
+    for _ in range(6):
+        loop.training_step(session)
+    expected = 3 * (4 * 2) / (1 * 1000)  # three adjustments of batch * interval / (ada_kimg * 1000)
+    assert float(session.augment_pipe.p) == pytest.approx(expected, rel=1e-5)
+    session.ada_stats.close()
+    session.stats.close()
