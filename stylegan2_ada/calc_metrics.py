@@ -36,7 +36,7 @@ def load_snapshot(network_pkl: str) -> Dict[str, Any]:
 
 def dataset_kwargs_for(data: Optional[str], mirror: Optional[bool], training_set_kwargs: Optional[Dict[str, Any]],
                        c_dim: int) -> EasyDict:
-    """Real-data options: ``--data`` if given, else the snapshot's training set; every image, labels iff G needs them."""
+    """Real-data options: ``--data`` if given, else the snapshot's training set; all images, labels iff G needs them."""
     if data is not None:
         kwargs = EasyDict(class_name=DATASET_CLASS, path=data, xflip=False)
     elif training_set_kwargs:

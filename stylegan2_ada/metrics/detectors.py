@@ -53,13 +53,12 @@ def resolve_detector_path(url: str, detector_dir: Optional[str] = None, verbose:
         if os.path.isdir(folder) and name.startswith("inception"):
             for other in sorted(os.listdir(folder)):
                 _refuse_pytorch_fid(os.path.join(folder, other))
-    _refuse_pytorch_fid(url)
     try:
         return open_url(url, verbose=verbose, return_filename=True)
     except (OSError, ValueError) as err:
         where = f"not in {folder}, and " if folder is not None else ""
-        detail = " ".join(str(err).split())
-        raise MetricError(f"feature network {name} is missing: {where}fetching {url} failed ({detail}); "
+        reason = " ".join(str(err).split()).split(f"{url}: ", 1)[-1]  # DownloadError repeats the URL
+        raise MetricError(f"feature network {name} is missing: {where}fetching {url} failed ({reason}); "
                           + _how_to_fix(name)) from None
 
 
@@ -72,7 +71,9 @@ def load_detector(path: str, required_args: Sequence[str] = ("return_features",)
         raise MetricError(f"{path}: not a TorchScript feature network like the official "
                           f"inception-2015-12-05.pt / vgg16.pt ({type(err).__name__})") from None
     check_detector_args(detector, required_args, path)
-    return detector.eval().requires_grad_(False)
+    for param in detector.parameters():  # ScriptModules have no requires_grad_()
+        param.requires_grad_(False)
+    return detector.eval()
 
 
 def check_detector_args(detector: torch.jit.ScriptModule, required_args: Sequence[str], name: str) -> None:

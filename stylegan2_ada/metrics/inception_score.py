@@ -6,6 +6,7 @@ from typing import Tuple
 import numpy as np
 import torch
 
+from . import MetricError
 from .detectors import INCEPTION_URL
 from .metric_utils import MetricOptions, compute_feature_stats_for_generator
 
@@ -29,6 +30,8 @@ def inception_score(probs: np.ndarray, num_splits: int) -> Tuple[float, float]:
     """
     probs = np.asarray(probs, np.float64)
     n = probs.shape[0]
+    if n < num_splits:
+        raise ValueError(f"IS over {num_splits} splits needs at least {num_splits} images, got {n}")
     scores = []
     for i in range(num_splits):
         part = probs[i * n // num_splits: (i + 1) * n // num_splits]
@@ -41,6 +44,8 @@ def inception_score(probs: np.ndarray, num_splits: int) -> Tuple[float, float]:
 
 def compute_is(opts: MetricOptions, num_gen: int, num_splits: int) -> Tuple[float, float]:
     """IS of ``opts.G`` from ``num_gen`` images; NaNs on ranks other than 0."""
+    if num_gen < num_splits:
+        raise MetricError(f"IS over {num_splits} splits needs num_gen >= {num_splits}, got {num_gen}")
     # The official file drops the output layer's bias for IS, matching the original TensorFlow implementation.
     detector_kwargs = dict(no_output_bias=True)
     gen = compute_feature_stats_for_generator(opts, INCEPTION_URL, detector_kwargs, capture_all=True,

@@ -5,6 +5,7 @@ from typing import Optional
 
 import numpy as np
 
+from . import MetricError
 from .detectors import INCEPTION_URL
 from .metric_utils import MetricOptions, compute_feature_stats_for_dataset, compute_feature_stats_for_generator
 
@@ -32,15 +33,15 @@ def kernel_inception_distance(real: np.ndarray, gen: np.ndarray, num_subsets: in
 
     Subsets keep the cost at O(num_subsets · m²) instead of O(N²) for 50k-image sets.
     """
-    real, gen = np.asarray(real, np.float64), np.asarray(gen, np.float64)
     m = min(real.shape[0], gen.shape[0], max_subset_size)
     if m < 2:
         raise ValueError("KID needs at least 2 real and 2 generated samples")
     rng = np.random.RandomState(seed)
     total = 0.0
     for _ in range(num_subsets):
-        x = gen[rng.choice(gen.shape[0], m, replace=False)]
-        y = real[rng.choice(real.shape[0], m, replace=False)]
+        # float64 per subset only: a float64 copy of every real feature would double the memory.
+        x = np.asarray(gen[rng.choice(gen.shape[0], m, replace=False)], np.float64)
+        y = np.asarray(real[rng.choice(real.shape[0], m, replace=False)], np.float64)
         total += mmd2_unbiased(x, y)
     return total / num_subsets
 
@@ -53,6 +54,8 @@ def compute_kid(opts: MetricOptions, max_real: Optional[int], num_gen: int, num_
                                              max_items=max_real)
     gen = compute_feature_stats_for_generator(opts, INCEPTION_URL, detector_kwargs, capture_all=True,
                                               max_items=num_gen)
+    if min(real.num_items, gen.num_items) < 2:
+        raise MetricError(f"KID needs at least 2 real and 2 generated images, got {real.num_items} and {gen.num_items}")
     if opts.rank != 0:
         return float("nan")
     return kernel_inception_distance(real.get_all(), gen.get_all(), num_subsets, max_subset_size)

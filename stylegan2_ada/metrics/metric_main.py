@@ -54,7 +54,8 @@ def calc_metric(metric: str, **kwargs: Any) -> EasyDict:
     return result
 
 
-def report_metric(result_dict: Dict[str, Any], run_dir: Optional[str] = None, snapshot_pkl: Optional[str] = None) -> None:
+def report_metric(result_dict: Dict[str, Any], run_dir: Optional[str] = None,
+                  snapshot_pkl: Optional[str] = None) -> None:
     """Print the JSONL line and, with ``run_dir``, append it to ``metric-<name>.jsonl`` there.
 
     The append rewrites the file through a temp file + rename, so a crash never leaves a torn line.
@@ -62,7 +63,10 @@ def report_metric(result_dict: Dict[str, Any], run_dir: Optional[str] = None, sn
     metric = result_dict["metric"]
     if run_dir is not None and snapshot_pkl is not None:
         snapshot_pkl = os.path.relpath(snapshot_pkl, run_dir)
-    line = json.dumps(dict(result_dict, snapshot_pkl=snapshot_pkl, timestamp=time.time()))
+    entry = {key: result_dict[key] for key in ("results", "metric", "total_time", "total_time_str", "num_gpus")}
+    entry.update(snapshot_pkl=snapshot_pkl, timestamp=time.time())
+    entry.update({key: value for key, value in result_dict.items() if key not in entry})  # e.g. counts, last
+    line = json.dumps(entry)
     print(line)
     if run_dir is None or not os.path.isdir(run_dir):
         return

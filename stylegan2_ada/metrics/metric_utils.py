@@ -8,12 +8,13 @@ Under torch.distributed every rank streams a disjoint slice and the pieces are s
 (means/covariances) or gathered (captured rows), so no item is counted twice.
 """
 
+import contextlib
 import copy
 import hashlib
 import json
 import os
 import sys
-from typing import Any, Callable, Dict, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ from .feature_stats import FeatureStats
 
 __all__ = ["MetricError", "MetricOptions", "FeatureStats", "get_feature_detector", "check_network_and_data",
            "compute_feature_stats_for_dataset", "compute_feature_stats_for_generator", "gather_rows",
-           "make_label_sampler", "parse_counts", "rank_share"]
+           "make_label_sampler", "parse_counts", "rank_share", "seeded_global_rng"]
 
 COUNTS_ENV = "MANGANIME_METRIC_COUNTS"
 COUNT_NAMES = ("num_gen", "max_real", "num_subsets", "max_subset_size", "num_splits", "num_samples")
@@ -67,9 +68,9 @@ class MetricOptions:
         device: Optional[torch.device] = None,  # None = cuda:<rank> when CUDA is available, else CPU.
         progress: Optional[bool] = None,  # tqdm bars on rank 0: True, False, None = when stderr is a terminal.
         cache: bool = True,  # Cache dataset feature statistics on disk?
-        detector_dir: Optional[str] = None,  # Folder holding inception-2015-12-05.pt / vgg16.pt; None = $MANGANIME_METRIC_NETWORKS.
+        detector_dir: Optional[str] = None,  # Folder with the .pt feature networks; None = $MANGANIME_METRIC_NETWORKS.
         counts: Union[None, str, Dict[str, int]] = None,  # Sample-count overrides; None = $MANGANIME_METRIC_COUNTS.
-        num_workers: int = 3,  # DataLoader worker processes for the real images.
+        num_workers: Optional[int] = None,  # DataLoader worker processes for real images; None = min(3, CPUs).
     ):
         if not 0 <= rank < num_gpus:
             raise MetricError(f"rank {rank} is outside 0..{num_gpus - 1}")
@@ -87,7 +88,7 @@ class MetricOptions:
         self.cache = cache
         self.detector_dir = detector_dir
         self.counts = parse_counts(os.environ.get(COUNTS_ENV) if counts is None else counts)
-        self.num_workers = num_workers
+        self.num_workers = min(3, os.cpu_count() or 1) if num_workers is None else num_workers
 
     def count(self, name: str, default: Optional[int]) -> Optional[int]:
         """The published sample count ``default`` unless an override names ``name``."""
@@ -119,11 +120,14 @@ def check_network_and_data(opts: MetricOptions) -> None:
     if opts.G is None or not opts.dataset_kwargs:
         return
     G = opts.G
+    if G.img_channels not in (1, 3):
+        raise MetricError(f"the feature networks take grey or RGB images, "
+                          f"but the network makes {G.img_channels}-channel ones")
     try:
         dataset = open_dataset(opts)
     except MetricError as err:
-        if G.c_dim > 0:  # most likely the labels the conditional network needs
-            raise MetricError(f"the network is conditional (c_dim={G.c_dim}), so the dataset needs labels; {err}") from None
+        if G.c_dim > 0:  # the labels it needs are a likely cause: say that the network asks for them
+            raise MetricError(f"{err} (the network is conditional, c_dim={G.c_dim})") from None
         raise
     where = opts.dataset_kwargs.get("path", "the dataset")
     if dataset.resolution != G.img_resolution:
@@ -158,6 +162,17 @@ def to_detector_input(images: torch.Tensor) -> torch.Tensor:
     if images.ndim != 4 or images.shape[1] not in (1, 3):
         raise MetricError(f"metrics need 1- or 3-channel images, got a batch of shape {list(images.shape)}")
     return images.repeat([1, 3, 1, 1]) if images.shape[1] == 1 else images
+
+
+@contextlib.contextmanager
+def seeded_global_rng(opts: MetricOptions, seed: int) -> Iterator[None]:
+    """Seed torch's global RNG (which G's random noise inputs draw from) for a block, then restore it.
+
+    Metrics repeat exactly, and the caller's random stream (training's) is left as it was.
+    """
+    with torch.random.fork_rng(devices=[opts.device] if opts.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
 
 
 def generated_to_uint8(img: torch.Tensor) -> torch.Tensor:
@@ -281,7 +296,7 @@ def compute_feature_stats_for_generator(opts: MetricOptions, detector_url: str, 
     """Features of ``max_items`` generated images: z ~ N(0, I), labels of random dataset items, ``G(z, c, **G_kwargs)``.
 
     ``G_kwargs`` defaults to nothing, i.e. truncation 1 and random noise, as the published numbers use.
-    Latents are drawn from a generator seeded by rank, so re-evaluating a snapshot repeats its numbers.
+    Latents, labels and noise are seeded by rank, so re-evaluating a snapshot repeats its numbers.
     """
     G = copy.deepcopy(opts.G).eval().requires_grad_(False).to(opts.device)
     sample_labels = make_label_sampler(opts, G.c_dim, seed=opts.rank)
@@ -289,8 +304,8 @@ def compute_feature_stats_for_generator(opts: MetricOptions, detector_url: str, 
     detector = opts.detector(detector_url, required_args=tuple(detector_kwargs))
     count = rank_share(max_items, opts)
     stats = FeatureStats(capture_all=capture_all, capture_mean_cov=capture_mean_cov, max_items=count)
-    with torch.no_grad(), tqdm(total=count, desc="generated features", unit="img",
-                               disable=not opts.show_progress) as bar:
+    with torch.no_grad(), seeded_global_rng(opts, seed=opts.rank), \
+            tqdm(total=count, desc="generated features", unit="img", disable=not opts.show_progress) as bar:
         while not stats.is_full():
             n = min(batch_size, count - stats.num_items)
             z = torch.randn([n, G.z_dim], generator=z_rng).to(opts.device)

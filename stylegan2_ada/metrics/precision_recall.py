@@ -11,6 +11,7 @@ from typing import Optional, Tuple
 
 import torch
 
+from . import MetricError
 from .detectors import VGG16_URL
 from .metric_utils import MetricOptions, compute_feature_stats_for_dataset, compute_feature_stats_for_generator
 
@@ -61,6 +62,9 @@ def compute_pr(opts: MetricOptions, max_real: Optional[int], num_gen: int, nhood
     detector_kwargs = dict(return_features=True)
     real = compute_feature_stats_for_dataset(opts, VGG16_URL, detector_kwargs, capture_all=True, max_items=max_real)
     gen = compute_feature_stats_for_generator(opts, VGG16_URL, detector_kwargs, capture_all=True, max_items=num_gen)
+    if min(real.num_items, gen.num_items) <= nhood_size:
+        raise MetricError(f"a {nhood_size}-NN manifold needs more than {nhood_size} real and generated images, "
+                          f"got {real.num_items} and {gen.num_items}")
     if opts.rank != 0:
         return float("nan"), float("nan")
     real_t, gen_t = real.get_all_torch().to(opts.device), gen.get_all_torch().to(opts.device)
