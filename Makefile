@@ -26,13 +26,13 @@ bench: $(STAMP)
 bench-train: $(STAMP)
 	$(PY) benchmarks/bench_train.py
 
-# The main job on built-in data: a short CPU training run (about 5 minutes on 2 cores)
+# The main job on built-in data: a short CPU training run (about 7 minutes on 2 cores)
 # that leaves a run directory with snapshots and image grids, then samples from it.
 DEMO_DIR ?= demo-out
 demo: $(STAMP)
 	$(PY) -m manganime_ext.toy_shapes --out $(DEMO_DIR)/shapes32.zip --count 2000 --force
 	$(PY) -m stylegan2_ada.train --outdir=$(DEMO_DIR)/runs --data=$(DEMO_DIR)/shapes32.zip --mirror \
-		--kimg=5 --tick=1 --snap=5 --batch=16 --cbase=2048 --cmax=64 --fp32 --workers=1
+		--kimg=10 --tick=1 --snap=5 --batch=16 --cbase=2048 --cmax=64 --fp32 --workers=1
 	snap=$$(ls $(DEMO_DIR)/runs/*/network-snapshot-*.pkl | tail -n 1); \
 		$(PY) -m stylegan2_ada.generate --network=$$snap --seeds=0-7 --outdir=$(DEMO_DIR)/samples
 	@echo "Demo done: see $(DEMO_DIR)/runs (fakes*.png, network-snapshot-*.pkl) and $(DEMO_DIR)/samples"
