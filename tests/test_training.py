@@ -198,3 +198,22 @@ def test_ada_moves_p_by_the_official_step_towards_the_target(monkeypatch):
     assert float(session.augment_pipe.p) == pytest.approx(expected, rel=1e-5)
     session.ada_stats.close()
     session.stats.close()
+
+
+def test_metrics_run_at_each_snapshot(tmp_path, monkeypatch):
+    from test_metrics import TinyDetector
+
+    det_dir = tmp_path / "detectors"
+    det_dir.mkdir()
+    torch.jit.save(torch.jit.script(TinyDetector()), str(det_dir / "inception-2015-12-05.pt"))
+    monkeypatch.setenv("MANGANIME_METRIC_NETWORKS", str(det_dir))
+    monkeypatch.setenv("MANGANIME_METRIC_COUNTS", "num_gen=16,max_real=10")
+    monkeypatch.setenv("MANGANIME_CACHE_DIR", str(tmp_path / "cache"))
+    code, out = run_cli(f"--outdir={tmp_path / 'runs'}", f"--data={FIXTURE_ZIP}", "--kimg=0.012", "--snap=1",
+                        "--aug=noaug", "--metrics=fid50k_full", *TINY)
+    assert code == 0, out
+    run = only_run_dir(tmp_path / "runs")
+    lines = [json.loads(line) for line in (run / "metric-fid50k_full.jsonl").read_text().splitlines()]
+    assert len(lines) >= 1 and lines[-1]["metric"] == "fid50k_full"
+    assert np.isfinite(lines[-1]["results"]["fid50k_full"])
+    assert lines[-1]["snapshot_pkl"].startswith("network-snapshot-")
