@@ -42,7 +42,8 @@ def options(data: str) -> dict:
     from stylegan2_ada.training.augment import AUGPIPE_SPECS
 
     return dict(
-        training_set_kwargs=dict(path=data, use_labels=False, max_size=None, xflip=False, resolution=32),
+        training_set_kwargs=dict(class_name="stylegan2_ada.training.dataset.ImageFolderDataset", path=data,
+                                 use_labels=False, max_size=None, xflip=False, resolution=32),
         data_loader_kwargs=dict(num_workers=0),
         G_kwargs=dict(z_dim=512, w_dim=512, mapping_kwargs=dict(num_layers=2),
                       synthesis_kwargs=dict(channel_base=8192, channel_max=256, num_fp16_res=0, conv_clamp=None)),

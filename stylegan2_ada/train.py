@@ -178,6 +178,8 @@ def next_run_dir(outdir: str, desc: str) -> str:
 def run_process(rank: int, options: Dict[str, Any], run_dir: str, num_gpus: int, init_method: Optional[str]) -> None:
     """One training process: join the group (if several), train, and turn user-level errors into one line."""
     distributed.init_process_group(rank, num_gpus, init_method)
+    if num_gpus > 1 and not torch.cuda.is_available() and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // num_gpus))  # CPU processes share the cores
     try:
         loop.training_loop(run_dir=run_dir, rank=rank, num_gpus=num_gpus, **options)
     finally:

@@ -63,3 +63,19 @@ def test_two_processes_match_one_process(tmp_path):
     moved = max((a["G"][k] - initial[k]).abs().max().item() for k in initial if initial[k].is_floating_point())
     assert moved > 1e-3
     assert os.path.exists(tmp_path / "run1" / "reals.png") and os.path.exists(tmp_path / "run2" / "reals.png")
+
+
+def test_cli_gpus_2_starts_two_cpu_processes(tmp_path):
+    from click.testing import CliRunner
+
+    from stylegan2_ada import train
+    from training_helpers import FIXTURE_ZIP
+
+    args = [f"--outdir={tmp_path}", f"--data={FIXTURE_ZIP}", "--gpus=2", "--kimg=0.016", "--tick=0.008", "--snap=1",
+            "--aug=noaug", "--cbase=128", "--cmax=16", "--map=2", "--workers=0", "--batch=8", "--mbstd-group=2",
+            "--fp32"]
+    result = CliRunner().invoke(train.main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    run = next(p for p in tmp_path.iterdir() if p.is_dir())
+    assert "on 2 process(es)" in (run / "log.txt").read_text()
+    assert list(run.glob("network-snapshot-*.pkl"))

@@ -1,29 +1,34 @@
-"""Find, load and check the TorchScript feature networks behind the published metrics.
+"""Find, load and check the feature networks behind the published metrics.
 
 Published FID/KID/IS numbers come from one specific Inception-v3 graph and PR/PPL from
 one specific VGG16, both released as TorchScript files.  Comparable numbers need those
-exact files, so we never substitute another network: we look for the file in a folder
+exact weights, so we never substitute another network: we look for the file in a folder
 the user names (``detector_dir`` / ``$MANGANIME_METRIC_NETWORKS``), else in the download
 cache, else download it; failing that, one line says what to fetch and where to put it.
+The Inception weights are also accepted as pytorch-fid's state dict
+(``pt_inception-2015-12-05-*.pth`` in that folder), loaded into ``inception_fid.FIDInceptionV3``.
 """
 
 import fnmatch
+import inspect
 import os
 import urllib.parse
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
 from ..dnnlib.util import open_url
 from . import MetricError
+from .inception_fid import load_pytorch_fid_inception
 
 METRICS_URL_BASE = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/"
 INCEPTION_URL = METRICS_URL_BASE + "inception-2015-12-05.pt"
 VGG16_URL = METRICS_URL_BASE + "vgg16.pt"
 DETECTOR_DIR_ENV = "MANGANIME_METRIC_NETWORKS"
 PYTORCH_FID_PATTERN = "pt_inception-2015-12-05-*.pth"
+PYTORCH_FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
 
-_loaded: Dict[Tuple[str, int, str], torch.jit.ScriptModule] = {}
+_loaded: Dict[Tuple[str, int, str], torch.nn.Module] = {}
 
 
 def _file_name(url: str) -> str:
@@ -31,28 +36,35 @@ def _file_name(url: str) -> str:
 
 
 def _how_to_fix(name: str) -> str:
-    return (f"download {METRICS_URL_BASE + name} and pass --detector-dir DIR (detector_dir=DIR) "
+    alternative = f" (or pytorch-fid's {PYTORCH_FID_FILE})" if name == _file_name(INCEPTION_URL) else ""
+    return (f"download {METRICS_URL_BASE + name}{alternative} and pass --detector-dir DIR (detector_dir=DIR) "
             f"or set {DETECTOR_DIR_ENV}=DIR, DIR being the folder that holds it")
 
 
-def _refuse_pytorch_fid(path: str) -> None:
-    """pytorch-fid's state dict holds the same Inception weights, but building that graph is not done yet."""
-    if fnmatch.fnmatch(os.path.basename(path), PYTORCH_FID_PATTERN):
-        raise MetricError(f"{path}: pytorch-fid state dicts are not supported yet; "
-                          + _how_to_fix("inception-2015-12-05.pt"))
+def _pytorch_fid_file(folder: str) -> Optional[str]:
+    """pytorch-fid's copy of the Inception weights in ``folder``, if there is one."""
+    if not os.path.isdir(folder):
+        return None
+    names = sorted(name for name in os.listdir(folder) if fnmatch.fnmatch(name, PYTORCH_FID_PATTERN))
+    paths = [os.path.join(folder, name) for name in names]
+    return next((path for path in paths if os.path.isfile(path)), None)
 
 
 def resolve_detector_path(url: str, detector_dir: Optional[str] = None, verbose: bool = False) -> str:
-    """Local path of the network ``url`` names: user folder first, then the download cache, then the web."""
+    """Local path of the network ``url`` names: user folder first, then the download cache, then the web.
+
+    For the Inception network the user folder may hold pytorch-fid's ``pt_inception-2015-12-05-*.pth``
+    instead of ``inception-2015-12-05.pt``; the official file wins when both are there.
+    """
     name = _file_name(url)
     folder = detector_dir or os.environ.get(DETECTOR_DIR_ENV) or None
     if folder is not None:
         candidate = os.path.join(folder, name)
         if os.path.isfile(candidate):
             return candidate
-        if os.path.isdir(folder) and name.startswith("inception"):
-            for other in sorted(os.listdir(folder)):
-                _refuse_pytorch_fid(os.path.join(folder, other))
+        alternative = _pytorch_fid_file(folder) if url == INCEPTION_URL else None
+        if alternative is not None:
+            return alternative
     try:
         return open_url(url, verbose=verbose, return_filename=True)
     except (OSError, ValueError) as err:
@@ -62,36 +74,51 @@ def resolve_detector_path(url: str, detector_dir: Optional[str] = None, verbose:
                           + _how_to_fix(name)) from None
 
 
-def load_detector(path: str, required_args: Sequence[str] = ("return_features",)) -> torch.jit.ScriptModule:
-    """``torch.jit.load`` with one-line errors for files that are not the official kind of network."""
-    _refuse_pytorch_fid(path)
-    try:
-        detector = torch.jit.load(path, map_location="cpu")
-    except RuntimeError as err:
-        raise MetricError(f"{path}: not a TorchScript feature network like the official "
-                          f"inception-2015-12-05.pt / vgg16.pt ({type(err).__name__})") from None
+def load_detector(path: str, required_args: Sequence[str] = ("return_features",)) -> torch.nn.Module:
+    """The network in ``path``, in eval mode without gradients; one-line errors for the wrong kind of file.
+
+    ``*.pth`` is read as pytorch-fid's Inception state dict (tensors only), anything else as TorchScript.
+    """
+    if path.endswith(".pth"):
+        detector = load_pytorch_fid_inception(path)
+    else:
+        try:
+            detector = torch.jit.load(path, map_location="cpu")
+        except RuntimeError as err:
+            raise MetricError(f"{path}: not a TorchScript feature network like the official "
+                              f"inception-2015-12-05.pt / vgg16.pt ({type(err).__name__})") from None
     check_detector_args(detector, required_args, path)
     for param in detector.parameters():  # ScriptModules have no requires_grad_()
         param.requires_grad_(False)
     return detector.eval()
 
 
-def check_detector_args(detector: torch.jit.ScriptModule, required_args: Sequence[str], name: str) -> None:
+def _forward_arg_names(detector: torch.nn.Module) -> Optional[List[str]]:
+    """Argument names of ``detector.forward`` (TorchScript schema or Python signature); None without one."""
+    forward = getattr(detector, "forward", None)
+    if isinstance(detector, torch.jit.ScriptModule):
+        schema = getattr(forward, "schema", None)
+        return None if schema is None else [arg.name for arg in schema.arguments]
+    try:
+        return list(inspect.signature(forward).parameters)
+    except (TypeError, ValueError):  # None, or a callable without a Python signature
+        return None
+
+
+def check_detector_args(detector: torch.nn.Module, required_args: Sequence[str], name: str) -> None:
     """A metric calls the network with keyword flags; a network without them is the wrong file."""
-    schema = getattr(getattr(detector, "forward", None), "schema", None)
-    if schema is None:
-        raise MetricError(f"{name}: this TorchScript file has no forward(); "
-                          "expected the official inception-2015-12-05.pt or vgg16.pt")
-    arg_names = [arg.name for arg in schema.arguments]
+    expected = "expected the official inception-2015-12-05.pt or vgg16.pt (or pytorch-fid's Inception .pth)"
+    arg_names = _forward_arg_names(detector)
+    if arg_names is None:
+        raise MetricError(f"{name}: this network file has no forward(); {expected}")
     missing = [arg for arg in required_args if arg not in arg_names]
     if missing:
-        raise MetricError(f"{name}: this TorchScript network's forward() takes no '{missing[0]}' argument; "
-                          "expected the official inception-2015-12-05.pt or vgg16.pt")
+        raise MetricError(f"{name}: this network's forward() takes no '{missing[0]}' argument; {expected}")
 
 
 def get_feature_detector(url: str, device: torch.device = torch.device("cpu"), num_gpus: int = 1, rank: int = 0,
                          verbose: bool = False, detector_dir: Optional[str] = None,
-                         required_args: Sequence[str] = ("return_features",)) -> torch.jit.ScriptModule:
+                         required_args: Sequence[str] = ("return_features",)) -> torch.nn.Module:
     """The network ``url`` names, on ``device``, loaded once per process.
 
     Under torch.distributed rank 0 resolves (downloads) first while the others wait, so

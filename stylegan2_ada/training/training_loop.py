@@ -120,13 +120,6 @@ def log(session_or_rank, message: str, run_dir: Optional[str] = None) -> None:
 # Setup.
 
 
-def _construct_dataset(training_set_kwargs: Dict[str, Any]):
-    from .dataset import ImageFolderDataset  # the one dataset class the CLI offers
-
-    kwargs = {k: v for k, v in training_set_kwargs.items() if k != "class_name"}
-    return ImageFolderDataset(**kwargs)
-
-
 def _build_networks(opts: Dict[str, Any], training_set, resumed: Optional[Dict[str, Any]], device: torch.device):
     """G, D, G_ema: from the resume file's own constructor arguments when resuming, else from the options."""
     common = dict(c_dim=training_set.label_dim, img_resolution=training_set.resolution,
@@ -183,7 +176,7 @@ def setup(opts: Dict[str, Any], rank: int, num_gpus: int, device: torch.device) 
     torch.backends.cuda.matmul.allow_tf32 = opts.get("allow_tf32", False)
     torch.backends.cudnn.allow_tf32 = opts.get("allow_tf32", False)
 
-    training_set = _construct_dataset(opts["training_set_kwargs"])
+    training_set = dnnlib.util.construct_class_by_name(**opts["training_set_kwargs"])
     sampler = ShardedInfiniteSampler(len(training_set), rank=rank, num_replicas=num_gpus, seed=seed)
     loader = torch.utils.data.DataLoader(training_set, sampler=sampler, batch_size=opts["batch_gpu"],
                                          **opts.get("data_loader_kwargs", {}))
