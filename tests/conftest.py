@@ -42,3 +42,29 @@ def assert_close_to_reference(actual: torch.Tensor, reference: np.ndarray, rel_t
     scale = max(floor, float(np.abs(reference).max()))
     err = float(np.abs(actual - reference).max())
     assert err <= rel_tol * scale, f"max |diff| {err:.3g} exceeds {rel_tol:g} x {scale:.3g}"
+
+
+@pytest.fixture(scope="session")
+def tiny_series(tmp_path_factory):
+    """A 2-episode x 4 s synthetic series at 64 px (intro 1 s, outro 0.5 s, short shots): (folder, truth)."""
+    from manganime_ext import synth
+
+    out = tmp_path_factory.mktemp("anime") / "series"
+    truth = synth.write_series(str(out), episodes=2, seconds=4.0, resolution=64, fps=24, seed=3,
+                               intro_seconds=1.0, outro_seconds=0.5, shot_seconds=(0.5, 1.0))
+    return out, truth
+
+
+@pytest.fixture(scope="session")
+def tiny_stores(tiny_series, tmp_path_factory):
+    """Frame stores of the tiny series at stride 1, written through the CLI: folder with one store per episode."""
+    from click.testing import CliRunner
+
+    import dataset_tool_anime
+
+    series, truth = tiny_series
+    out = tmp_path_factory.mktemp("stores") / "stores"
+    videos = [str(series / ep["file"]) for ep in truth["episodes"]]
+    result = CliRunner().invoke(dataset_tool_anime.cli, ["frames", "--out", str(out), "--resolution", "64", *videos])
+    assert result.exit_code == 0, result.output
+    return out

@@ -1,0 +1,80 @@
+"""Build manGANime datasets from anime episodes and manga scans (or from the built-in synthetic series).
+
+    python dataset_tool_anime.py synth --out series
+    python dataset_tool_anime.py frames --out stores --stride 2 --resolution 256 series/episodes/*.mp4
+
+Only argument parsing lives here; each command calls one manganime_ext module.
+"""
+
+import os
+
+import click
+import tqdm
+
+from manganime_ext import frame_store, synth
+from manganime_ext.output_dir import OutputExistsError, atomic_output_dir
+from manganime_ext.video_io import TRANSFORMS, VideoError
+
+USER_ERRORS = (OutputExistsError, VideoError, synth.SynthError)
+
+
+class UserError(click.ClickException):
+    """One line, exit code 1, no traceback."""
+
+
+@click.group()
+def cli() -> None:
+    """From anime episodes and manga scans to a page-tagged, paired training set."""
+
+
+@cli.command(name="synth")
+@click.option("--out", required=True, type=click.Path(), help="Output folder (episodes/, manga/, ground_truth.json).")
+@click.option("--episodes", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--seconds", default=30.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Length of each episode.")
+@click.option("--resolution", default=128, show_default=True, type=click.IntRange(min=16))
+@click.option("--fps", default=24, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--intro-seconds", default=3.0, show_default=True, type=click.FloatRange(min=0))
+@click.option("--outro-seconds", default=2.0, show_default=True, type=click.FloatRange(min=0))
+@click.option("--force", is_flag=True, help="Replace an existing output folder.")
+def synth_cmd(out, episodes, seconds, resolution, fps, seed, intro_seconds, outro_seconds, force) -> None:
+    """Write the synthetic series: cartoon episodes, their manga volume and the ground truth."""
+    with tqdm.tqdm(total=episodes * int(round(seconds * fps)), unit="frame", desc="synth") as bar:
+        try:
+            synth.write_series(out, episodes, seconds, resolution, fps, seed, intro_seconds, outro_seconds,
+                               force=force, progress=bar.update)
+        except USER_ERRORS as e:
+            raise UserError(str(e)) from None
+
+
+@cli.command()
+@click.argument("videos", nargs=-1, required=True, type=click.Path())
+@click.option("--out", required=True, type=click.Path(), help="Output folder: one frame store per video, by file stem.")
+@click.option("--stride", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Keep every k-th frame (study: 2).")
+@click.option("--resolution", default=256, show_default=True, type=click.IntRange(min=8), help="Square frame size.")
+@click.option("--transform", default="squash", show_default=True, type=click.Choice(TRANSFORMS))
+@click.option("--start", default=None, type=click.FloatRange(min=0), help="Trim: first second to keep.")
+@click.option("--duration", default=None, type=click.FloatRange(min=0, min_open=True), help="Trim: seconds to keep.")
+@click.option("--force", is_flag=True, help="Replace an existing output folder.")
+def frames(videos, out, stride, resolution, transform, start, duration, force) -> None:
+    """Decode episodes into frame stores with random access and adjacent-frame similarity rho."""
+    stems = [os.path.splitext(os.path.basename(v))[0] for v in videos]
+    if len(set(stems)) != len(stems):
+        raise click.BadParameter("two videos share a file name; stores are named by it", param_hint="VIDEOS")
+
+    def progress_factory(name, total):
+        return tqdm.tqdm(total=total or None, unit="frame", desc=name, leave=False).update
+
+    try:
+        with atomic_output_dir(out, force) as tmp:
+            for video, stem in zip(videos, stems):
+                frame_store.write_episode(os.path.join(tmp, stem), video, resolution, transform, stride, start,
+                                          duration, progress_factory)
+    except USER_ERRORS as e:
+        raise UserError(str(e)) from None
+
+
+if __name__ == "__main__":
+    cli()
