@@ -530,9 +530,11 @@ def test_missing_detector_offline_names_file_url_and_fix(files, tmp_path, monkey
     message = str(err.value)
     assert "\n" not in message and "vgg16.pt is missing" in message
     assert detectors.VGG16_URL in message and "--detector-dir" in message and detectors.DETECTOR_DIR_ENV in message
+    assert "pt_inception-2015-12-05-6726825d.pth" not in message  # PR needs VGG16: no Inception alternative
     (tmp_path / "pt_inception-2015-12-05-6726825d.pth").write_bytes(b"state dict")
-    with pytest.raises(MetricError, match="pytorch-fid state dicts are not supported yet"):
+    with pytest.raises(MetricError, match="not pytorch-fid's Inception state dict") as err:  # found, then read
         run_metric(files, "fid50k_full", detector_dir=str(tmp_path))
+    assert "\n" not in str(err.value)
 
 
 def test_resolution_mismatch_and_missing_labels(files):

@@ -50,6 +50,24 @@ def _pytorch_fid_file(folder: str) -> Optional[str]:
     return next((path for path in paths if os.path.isfile(path)), None)
 
 
+def _local_detector_file(url: str, detector_dir: Optional[str]) -> Optional[str]:
+    """The file in the user's folder that stands for ``url`` (official file first, then pytorch-fid's), if any."""
+    folder = detector_dir or os.environ.get(DETECTOR_DIR_ENV) or None
+    if folder is None:
+        return None
+    candidate = os.path.join(folder, _file_name(url))
+    if os.path.isfile(candidate):
+        return candidate
+    return _pytorch_fid_file(folder) if url == INCEPTION_URL else None
+
+
+def detector_source_name(url: str, detector_dir: Optional[str] = None) -> str:
+    """Which weight file computes features for ``url``; part of the statistics cache key, so statistics
+    from pytorch-fid's Inception and from the official file are never mixed up."""
+    local = _local_detector_file(url, detector_dir)
+    return os.path.basename(local) if local is not None else _file_name(url)
+
+
 def resolve_detector_path(url: str, detector_dir: Optional[str] = None, verbose: bool = False) -> str:
     """Local path of the network ``url`` names: user folder first, then the download cache, then the web.
 
@@ -58,13 +76,9 @@ def resolve_detector_path(url: str, detector_dir: Optional[str] = None, verbose:
     """
     name = _file_name(url)
     folder = detector_dir or os.environ.get(DETECTOR_DIR_ENV) or None
-    if folder is not None:
-        candidate = os.path.join(folder, name)
-        if os.path.isfile(candidate):
-            return candidate
-        alternative = _pytorch_fid_file(folder) if url == INCEPTION_URL else None
-        if alternative is not None:
-            return alternative
+    local = _local_detector_file(url, detector_dir)
+    if local is not None:
+        return local
     try:
         return open_url(url, verbose=verbose, return_filename=True)
     except (OSError, ValueError) as err:

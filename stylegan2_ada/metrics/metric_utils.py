@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from ..dnnlib.util import EasyDict, construct_class_by_name, make_cache_dir_path
 from . import MetricError
-from .detectors import get_feature_detector
+from .detectors import detector_source_name, get_feature_detector
 from .feature_stats import FeatureStats
 
 __all__ = ["MetricError", "MetricOptions", "FeatureStats", "get_feature_detector", "check_network_and_data",
@@ -248,7 +248,8 @@ def _stats_cache_file(opts: MetricOptions, detector_url: str, key: Dict[str, Any
     if path is not None and os.path.exists(path):
         info = os.stat(path)
         key = dict(key, dataset_file=[info.st_size, info.st_mtime_ns])
-    key = dict(key, dataset_kwargs=opts.dataset_kwargs, detector_url=detector_url)
+    key = dict(key, dataset_kwargs=opts.dataset_kwargs, detector_url=detector_url,
+               detector_file=detector_source_name(detector_url, opts.detector_dir))
     md5 = hashlib.md5(json.dumps(key, sort_keys=True, default=repr).encode("utf-8")).hexdigest()
     dataset_name = os.path.splitext(os.path.basename(str(path or "dataset").rstrip("/")))[0]
     detector_name = os.path.splitext(os.path.basename(detector_url))[0]
