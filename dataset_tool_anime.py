@@ -2,6 +2,7 @@
 
     python dataset_tool_anime.py synth --out series
     python dataset_tool_anime.py frames --out stores --stride 2 --resolution 256 series/episodes/*.mp4
+    python dataset_tool_anime.py manga | intro | outro | cuts | align | export-unconditional | export-conditional | check
 
 Only argument parsing lives here; each command calls one manganime_ext module.
 """
@@ -12,6 +13,9 @@ import click
 import tqdm
 
 from manganime_ext import frame_store, synth
+from manganime_ext.commands_cuts import align_cmd, cuts_cmd
+from manganime_ext.commands_export import check, export_conditional, export_unconditional
+from manganime_ext.commands_manga import intro, manga, outro
 from manganime_ext.output_dir import OutputExistsError, atomic_output_dir
 from manganime_ext.video_io import TRANSFORMS, VideoError
 
@@ -75,6 +79,9 @@ def frames(videos, out, stride, resolution, transform, start, duration, force) -
     except USER_ERRORS as e:
         raise UserError(str(e)) from None
 
+
+for command in (manga, intro, outro, cuts_cmd, align_cmd, export_unconditional, export_conditional, check):
+    cli.add_command(command)
 
 if __name__ == "__main__":
     cli()

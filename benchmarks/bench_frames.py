@@ -17,7 +17,7 @@ import click
 import imageio_ffmpeg
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from manganime_ext import frame_store, synth, video_io  # noqa: E402
+from manganime_ext import synth, video_io  # noqa: E402
 
 STORE_CHILD = ("import resource, sys, time; sys.path.insert(0, sys.argv[1]); from manganime_ext import frame_store;"
                "t = time.perf_counter(); n = frame_store.write_episode(sys.argv[3], sys.argv[2], 256, stride=2);"

@@ -13,13 +13,11 @@ load/save helpers, which write atomically.
 """
 
 import dataclasses
-import json
-import os
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from stylegan2_ada.dnnlib.util import atomic_write
+from manganime_ext.json_io import read_json, write_json
 
 PROVENANCE = ("hand", "proposed")
 FIELDS = ("episode", "num_frames", "first_page", "boundaries", "provenance", "exclusions")
@@ -169,34 +167,21 @@ def pages_of_frames(pf: PageFunction, frames: Sequence[int]) -> np.ndarray:
     return np.where(ok, pages, -1)
 
 
-def _save_json(path: str, obj) -> None:
-    with atomic_write(path) as f:
-        f.write(json.dumps(obj, indent=1).encode())
-
-
-def _load_json(path: str):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise PageFunctionError(f"{path}: cannot read JSON ({e})") from None
-
-
 def save(path: str, pf: PageFunction) -> None:
-    _save_json(path, to_json(validate(pf)))
+    write_json(path, to_json(validate(pf)))
 
 
 def load(path: str) -> PageFunction:
-    return from_json(_load_json(path))
+    return from_json(read_json(path, PageFunctionError))
 
 
 def save_study_tags(path: str, pf: PageFunction) -> None:
-    _save_json(path, to_study_tags(validate(pf)))
+    write_json(path, to_study_tags(validate(pf)))
 
 
 def load_study_tags(path: str, episode: str, num_frames: int, first_page: int,
                     exclusions: Sequence[Tuple[int, int]] = ()) -> PageFunction:
-    tags = _load_json(path)
+    tags = read_json(path, PageFunctionError)
     if not isinstance(tags, list):
         raise PageFunctionError(f"{path}: expected the study's JSON list of boundaries")
     return from_study_tags(tags, episode, num_frames, first_page, exclusions)

@@ -1,0 +1,223 @@
+"""The ``cuts`` and ``align`` commands of dataset_tool_anime.py: argument parsing and file I/O only.
+
+    python dataset_tool_anime.py cuts --stores stores --out cuts [--truth series/ground_truth.json]
+    python dataset_tool_anime.py align --stores stores --manga series/manga --out proposals --truth series/ground_truth.json
+    python dataset_tool_anime.py align --stores stores --manga pages --out proposals --pages ep01=0:45 --exclude ep01=0:1800
+
+The maths lives in manganime_ext.cuts and manganime_ext.align; outputs appear all at once (temp folder,
+renamed at the end) and an existing output is refused unless --force.
+"""
+
+import json
+import os
+import re
+from typing import Dict, List, Tuple
+
+import click
+import numpy as np
+import PIL.Image
+
+from manganime_ext import align as align_lib
+from manganime_ext import cuts as cuts_lib
+from manganime_ext import page_function
+from manganime_ext.frame_store import HEADER, FrameStore
+from manganime_ext.output_dir import OutputExistsError, atomic_output_dir
+from manganime_ext.video_io import VideoError
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+class UserError(click.ClickException):
+    """One line, exit code 1, no traceback."""
+
+
+def _stores(folder: str) -> Dict[str, FrameStore]:
+    """Stores by episode name: ``folder`` itself if it is a store, else each store inside it."""
+    if os.path.isfile(os.path.join(folder, HEADER)):
+        names = {os.path.basename(os.path.abspath(folder)): folder}
+    elif os.path.isdir(folder):
+        names = {n: os.path.join(folder, n) for n in sorted(os.listdir(folder))
+                 if os.path.isfile(os.path.join(folder, n, HEADER))}
+    else:
+        raise UserError(f"--stores {folder}: no such folder")
+    if not names:
+        raise UserError(f"--stores {folder}: no frame stores in it (write them with the frames command)")
+    try:
+        return {n: FrameStore(p) for n, p in names.items()}
+    except VideoError as e:
+        raise UserError(str(e)) from None
+
+
+def _read_json(path: str, flag: str):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"{flag} {path}: cannot read JSON ({e})") from None
+
+
+def _start_frame(store: FrameStore) -> int:
+    return int(round((store.header.get("start") or 0) * (store.header.get("fps") or 0)))
+
+
+def _synthetic_truth(path: str) -> Dict[str, dict]:
+    """The synthetic series' ground truth, per episode by file stem (source-frame indices)."""
+    truth = _read_json(path, "--truth")
+    try:
+        return {os.path.splitext(os.path.basename(ep["file"]))[0]: ep for ep in truth["episodes"]}
+    except (TypeError, KeyError) as e:
+        raise UserError(f"--truth {path}: expected the synthetic series' ground_truth.json (missing {e})") from None
+
+
+def _cut_truth(path: str, stores: Dict[str, FrameStore]) -> Dict[str, List[int]]:
+    """True cuts in stored frames: from a synthetic ground_truth.json, or a user's {episode: [cut frames]}."""
+    data = _read_json(path, "--truth")
+    if isinstance(data, dict) and "episodes" in data:
+        eps = _synthetic_truth(path)
+        return {n: cuts_lib.truth_in_store_frames(eps[n].get("cuts", []), int(s.header.get("stride") or 1),
+                                                  _start_frame(s)) for n, s in stores.items() if n in eps}
+    if isinstance(data, dict) and all(isinstance(v, list) and all(isinstance(c, int) for c in v)
+                                      for v in data.values()):
+        return {n: sorted(v) for n, v in data.items() if n in stores}
+    raise UserError(f"--truth {path}: expected ground_truth.json or an object {{episode: [cut frames]}}")
+
+
+@click.command(name="cuts")
+@click.option("--stores", required=True, type=click.Path(), help="A frame store, or a folder of them (frames --out).")
+@click.option("--out", required=True, type=click.Path(), help="Output folder: <episode>.json per store (+ report.json).")
+@click.option("--method", default="adaptive", show_default=True, type=click.Choice(cuts_lib.METHODS),
+              help="adaptive: rho against its neighbourhood; cosine: the study's fixed rho < cutoff.")
+@click.option("--cutoff", default=0.8, show_default=True, type=click.FloatRange(0, 1), help="cosine: the cutoff.")
+@click.option("--window", default=8, show_default=True, type=click.IntRange(min=2), help="adaptive: +-pairs judged.")
+@click.option("--ratio", default=cuts_lib.RATIO, show_default=True, type=click.FloatRange(min=1),
+              help="adaptive: how far 1 - rho must stand above the local level.")
+@click.option("--min-drop", default=0.01, show_default=True, type=click.FloatRange(0, 1),
+              help="adaptive: smallest 1 - rho that can be a cut.")
+@click.option("--min-gap", default=4, show_default=True, type=click.IntRange(min=1),
+              help="adaptive: fewest frames between two cuts.")
+@click.option("--truth", default=None, type=click.Path(),
+              help="ground_truth.json of the synthetic series, or {episode: [cut frames]}: writes a precision/recall report.")
+@click.option("--tolerance", default=1, show_default=True, type=click.IntRange(min=0), help="Report: +-frames a hit may be off.")
+@click.option("--force", is_flag=True, help="Replace an existing output folder.")
+def cuts_cmd(stores, out, method, cutoff, window, ratio, min_drop, min_gap, truth, tolerance, force) -> None:
+    """Detect shot cuts (candidate page boundaries) from each store's rho."""
+    found = _stores(stores)
+    truth_cuts = _cut_truth(truth, found) if truth else None
+    if truth_cuts is not None and not truth_cuts:
+        raise UserError(f"--truth {truth}: none of the episodes {sorted(found)} is in it")
+    params = dict(cutoff=cutoff) if method == "cosine" else dict(window=window, ratio=ratio, min_drop=min_drop,
+                                                                  min_gap=min_gap)
+    detected = {n: cuts_lib.detect(s.rho, method, **params) for n, s in found.items()}
+    try:
+        with atomic_output_dir(out, force) as tmp:
+            for n, c in detected.items():
+                _write_json(os.path.join(tmp, f"{n}.json"), dict(episode=n, frames=len(found[n]), method=method,
+                                                                 params=params, cuts=c))
+            if truth_cuts is not None:
+                report = {n: cuts_lib.match(detected[n], t, tolerance) for n, t in truth_cuts.items()}
+                report["all"] = cuts_lib.match_all([(detected[n], t) for n, t in truth_cuts.items()], tolerance)
+                _write_json(os.path.join(tmp, "report.json"), dict(method=method, params=params,
+                                                                   tolerance=tolerance, episodes=report))
+    except OutputExistsError as e:
+        raise UserError(str(e)) from None
+    for n, c in detected.items():
+        click.echo(f"{n}: {len(c)} cuts")
+    if truth_cuts is not None:
+        r = report["all"]
+        click.echo(f"precision {r['precision']:.3f} recall {r['recall']:.3f} f1 {r['f1']:.3f} "
+                   f"({r['true_positives']}/{r['truth']} true cuts, {r['predicted']} detected, +-{tolerance} frames)")
+
+
+def _write_json(path: str, obj) -> None:
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=1)
+
+
+def _natural_key(name: str):
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+def _manga_pages(folder: str) -> List[str]:
+    if not os.path.isdir(folder):
+        raise UserError(f"--manga {folder}: no such folder")
+    pages = sorted((n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTS)), key=_natural_key)
+    if not pages:
+        raise UserError(f"--manga {folder}: no page images in it")
+    return [os.path.join(folder, n) for n in pages]
+
+
+def _load_page(path: str) -> np.ndarray:
+    try:
+        with PIL.Image.open(path) as img:
+            return np.asarray(img.convert("L"))
+    except (OSError, ValueError) as e:
+        raise UserError(f"--manga {path}: not a readable image ({e})") from None
+
+
+def _ranges(values: Tuple[str, ...], flag: str) -> Dict[str, List[Tuple[int, int]]]:
+    """``EPISODE=A:B`` options as {episode: [(A, B), ...]} (half-open)."""
+    out: Dict[str, List[Tuple[int, int]]] = {}
+    for v in values:
+        m = re.fullmatch(r"(.+)=(\d+):(\d+)", v)
+        if not m or int(m[2]) >= int(m[3]):
+            raise UserError(f"{flag} {v}: expected EPISODE=START:STOP with START < STOP")
+        out.setdefault(m[1], []).append((int(m[2]), int(m[3])))
+    return out
+
+
+@click.command(name="align")
+@click.option("--stores", required=True, type=click.Path(), help="A frame store, or a folder of them (frames --out).")
+@click.option("--manga", required=True, type=click.Path(), help="Folder of the volume's page images (natural order).")
+@click.option("--out", required=True, type=click.Path(),
+              help="Output folder: <episode>.json (page function) and <episode>.tags.json (study's format).")
+@click.option("--pages", "page_opts", multiple=True, help="EPISODE=FIRST:STOP, the episode's half-open page range.")
+@click.option("--exclude", multiple=True, help="EPISODE=START:STOP, stored frames without a page (repeatable).")
+@click.option("--truth", default=None, type=click.Path(),
+              help="Synthetic ground_truth.json: page ranges and intro/outro from it, plus a +-tolerance report.")
+@click.option("--step", default=4, show_default=True, type=click.IntRange(min=1), help="Score every k-th frame.")
+@click.option("--tolerance", default=12, show_default=True, type=click.IntRange(min=0), help="Report: +-frames.")
+@click.option("--force", is_flag=True, help="Replace an existing output folder.")
+def align_cmd(stores, manga, out, page_opts, exclude, truth, step, tolerance, force) -> None:
+    """Propose each episode's page function (provenance 'proposed') for a person to confirm."""
+    found, pages = _stores(stores), _manga_pages(manga)
+    ranges = {n: r[-1] for n, r in _ranges(page_opts, "--pages").items()}
+    exclusions = _ranges(exclude, "--exclude")
+    eps = _synthetic_truth(truth) if truth else {}
+    plans = {}
+    for n, s in found.items():
+        stride, start = int(s.header.get("stride") or 1), _start_frame(s)
+        true_bounds = None
+        if n in eps and n not in ranges:
+            ranges[n] = tuple(eps[n]["page_range"])
+            true_bounds, excl = align_lib.truth_in_store_frames(eps[n], len(s), stride, start)
+            exclusions.setdefault(n, excl)
+        if n not in ranges:
+            raise UserError(f"--pages: no page range for episode {n} (give --pages {n}=FIRST:STOP or --truth)")
+        first, stop = ranges[n]
+        if stop > len(pages):
+            raise UserError(f"--pages {n}={first}:{stop}: the volume in {manga} has {len(pages)} pages")
+        plans[n] = (first, stop, exclusions.get(n, []), true_bounds)
+    results, hits, total = {}, 0, 0
+    for n, (first, stop, excl, true_bounds) in plans.items():
+        try:
+            pf = align_lib.propose(found[n].frames, found[n].rho, [_load_page(p) for p in pages[first:stop]], n,
+                                   first, excl, step)
+        except (ValueError, page_function.PageFunctionError) as e:
+            raise UserError(f"--stores {n}: {e}") from None
+        results[n] = pf
+        if true_bounds is not None:
+            h = align_lib.boundary_hits(pf.boundaries, true_bounds, tolerance)
+            hits, total = hits + h, total + len(true_bounds)
+            click.echo(f"{n}: {h}/{len(true_bounds)} boundaries within +-{tolerance} frames of the truth")
+    try:
+        with atomic_output_dir(out, force) as tmp:
+            for n, pf in results.items():
+                page_function.save(os.path.join(tmp, f"{n}.json"), pf)
+                page_function.save_study_tags(os.path.join(tmp, f"{n}.tags.json"), pf)
+            if total:
+                _write_json(os.path.join(tmp, "report.json"), dict(tolerance=tolerance, hits=hits, boundaries=total,
+                                                                   share=hits / total))
+    except OutputExistsError as e:
+        raise UserError(str(e)) from None
+    if total:
+        click.echo(f"all: {hits}/{total} = {hits / total:.1%} of boundaries within +-{tolerance} frames")

@@ -1,0 +1,199 @@
+"""The two datasets a series ends in: unconditional frames, and (frame, page, next frame) pairs.
+
+(a) **Unconditional**: every supported frame (exclusions dropped) as ``00000/img00000000.png ...``
+plus ``dataset.json`` (``{"labels": null}``, or the episode index per image), the official
+StyleGAN2-ADA zip that ``training.dataset.ImageFolderDataset`` and the official loader read.
+
+(b) **Conditional** (next-frame training): a self-contained zip with
+
+- ``pages/page0000.png ...``: each manga page the exported episodes cover, once (greyscale);
+- ``frames/<episode>/00000123.png``: every frame some pair needs (RGB);
+- ``index.json``: the episode names, the validation episodes, the stride, what each page file is
+  (``[volume, page]``) and the pairs per split as rows ``[episode, n, m, page]`` (episode index into
+  the names, m = n + stride, page = page file index).
+
+The zip is self-contained, not a list of references into the frame stores, because training runs
+on cluster nodes: one file to copy to local scratch, no dependence on store paths or on the stores
+outliving the export, and PNG shrinks cel-shaded frames several times compared with the raw stores.
+Members are stored uncompressed (PNG already is), so any member is read without inflating others.
+
+A pair (n, n + stride) is kept when every frame from n to n + stride is supported (both ends
+supported and no excluded gap between them; episodes never mix) and frame n has a page M(n). Pages
+of untagged stretches come from the study's linear-interpolation guess (``pages_of_frames``), or
+the pair is dropped with ``skip_untagged``. ``no_cross_cuts`` drops pairs with a cut c in
+(n, n + stride], i.e. a new shot starting after n and by n + stride.
+"""
+
+import io
+import json
+import os
+import zipfile
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import PIL.Image
+
+from manganime_ext import page_function
+from manganime_ext.output_dir import OutputExistsError
+from manganime_ext.page_function import PageFunction
+from manganime_ext.series_config import Episode, Series, open_episode
+from stylegan2_ada.dnnlib.util import atomic_write
+
+INDEX = "index.json"
+FORMAT = "manganime-paired-v1"
+COLUMNS = ("episode", "n", "m", "page")
+# Called with the number of frames to write once every input is validated; returns the per-frame callback.
+ProgressFactory = Callable[[int], Callable[[int], None]]
+
+
+class ExportError(ValueError):
+    """Export options that cannot make a dataset; the message is one line naming the flag or file."""
+
+
+def pair_starts(pf: PageFunction, stride: int = 1, cuts: Sequence[int] = (), no_cross_cuts: bool = False,
+                skip_untagged: bool = False) -> np.ndarray:
+    """Frames n of the episode whose pair (n, n + stride) is kept (see the module docstring)."""
+    total = pf.num_frames
+    n = np.arange(max(total - stride, 0))
+    unsupported = np.concatenate([[0], np.cumsum(~page_function.supported_mask(total, pf.exclusions))])
+    pages = page_function.pages_of_frames(pf, n)
+    keep = (unsupported[n + stride + 1] - unsupported[n] == 0) & (pages >= 0)
+    if skip_untagged:
+        keep &= pf.tagged()[np.clip(pages - pf.first_page, 0, len(pf.boundaries) - 1)]
+    if no_cross_cuts:
+        is_cut = np.zeros(total + 1, np.int64)
+        is_cut[[c for c in cuts if 0 < c < total]] = 1
+        cum = np.cumsum(is_cut)                       # cum[k] = cuts in [0, k]
+        keep &= cum[n + stride] - cum[n] == 0         # no cut in (n, n + stride]
+    return n[keep]
+
+
+def load_cuts(path: str) -> Dict[str, List[int]]:
+    """Cuts per episode from ``{episode: [first frames of new shots]}`` (the cuts stage) or from the
+    synthetic series' ground_truth.json (episodes named by file stem)."""
+    try:
+        with open(path) as f:
+            d = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ExportError(f"--cuts: {path}: cannot read JSON ({e})") from None
+    if isinstance(d, dict) and isinstance(d.get("episodes"), list):
+        try:
+            d = {os.path.splitext(os.path.basename(ep["file"]))[0]: ep["cuts"] for ep in d["episodes"]}
+        except (KeyError, TypeError):
+            raise ExportError(f"--cuts: {path}: ground truth without 'file' and 'cuts' per episode") from None
+    if not isinstance(d, dict) or not all(isinstance(v, list) and all(isinstance(c, int) for c in v)
+                                          for v in d.values()):
+        raise ExportError(f"--cuts: {path}: expected {{episode: [frame, ...]}}")
+    return d
+
+
+def refuse_existing(path: str, force: bool) -> None:
+    if os.path.exists(path) and not force:
+        raise OutputExistsError(f"{path}: output already exists (use --force to replace it)")
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    PIL.Image.fromarray(pixels).save(buf, format="png", compress_level=1)
+    return buf.getvalue()
+
+
+def export_unconditional(series: Series, episodes: Sequence[Episode], out: str, labels: bool = False,
+                         force: bool = False, progress_factory: Optional[ProgressFactory] = None) -> int:
+    """Write the official-format zip of the episodes' supported frames to ``out``; return the image count.
+
+    ``labels``: label each image with its episode's index in the config (a class-conditional set).
+    """
+    refuse_existing(out, force)
+    opened = [(ep, *open_episode(series, ep)) for ep in episodes]    # every error before any writing
+    total = sum(int(page_function.supported_mask(len(store), pf.exclusions).sum()) for _, store, pf in opened)
+    progress = progress_factory(total) if progress_factory else None
+    count, label_list = 0, []
+    with atomic_write(out) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
+        for ep, store, pf in opened:
+            for n in np.flatnonzero(page_function.supported_mask(len(store), pf.exclusions)):
+                name = f"{count // 1000:05d}/img{count:08d}.png"
+                zf.writestr(name, _png(np.asarray(store[n])))
+                label_list.append([name, ep.index])
+                count += 1
+                if progress is not None:
+                    progress(1)
+        if count == 0:
+            raise ExportError(f"{out}: the episodes have no supported frames (all excluded?)")
+        zf.writestr("dataset.json", json.dumps({"labels": label_list if labels else None}))
+    return count
+
+
+def _page_files(episodes: Sequence[Episode]) -> List[Tuple[str, int]]:
+    """(volume, page) of every page an episode covers, each once, in config order."""
+    seen: Dict[Tuple[str, int], None] = {}
+    for ep in episodes:
+        for p in range(ep.pages[0], ep.pages[1] + 1):
+            seen.setdefault((ep.volume, p), None)
+    return list(seen)
+
+
+def export_conditional(series: Series, episodes: Sequence[Episode], out: str, val_episodes: Sequence[str] = (),
+                       stride: int = 1, cuts: Optional[Dict[str, List[int]]] = None, no_cross_cuts: bool = False,
+                       skip_untagged: bool = False, force: bool = False,
+                       progress_factory: Optional[ProgressFactory] = None) -> Dict[str, int]:
+    """Write the paired dataset zip to ``out``; return pair counts per split and the frame/page counts."""
+    refuse_existing(out, force)
+    names = [ep.name for ep in episodes]
+    unknown = [v for v in val_episodes if v not in names]
+    if unknown:
+        raise ExportError(f"--val-episodes: {unknown} are not episodes of the series ({names})")
+    if stride < 1:
+        raise ExportError(f"--stride: must be >= 1, got {stride}")
+    if no_cross_cuts:
+        missing = [n for n in names if n not in (cuts or {})]
+        if missing:
+            raise ExportError(f"--cuts: no cuts for episodes {missing} (needed by --no-cross-cuts)")
+    opened = [(ep, *open_episode(series, ep)) for ep in episodes]
+    page_files = _page_files(episodes)
+    page_id = {key: i for i, key in enumerate(page_files)}
+    splits: Dict[str, List[List[int]]] = {"train": [], "val": []}
+    needed: List[Tuple[int, np.ndarray]] = []
+    for e, (ep, store, pf) in enumerate(opened):
+        n = pair_starts(pf, stride, (cuts or {}).get(ep.name, ()), no_cross_cuts, skip_untagged)
+        pages = page_function.pages_of_frames(pf, n)
+        rows = splits["val" if ep.name in val_episodes else "train"]
+        rows.extend([e, int(a), int(a) + stride, page_id[(ep.volume, int(p))]] for a, p in zip(n, pages))
+        needed.append((e, np.union1d(n, n + stride)))
+    if not splits["train"] and not splits["val"]:
+        raise ExportError(f"{out}: no pairs: every candidate pair is excluded, untagged or crosses a cut")
+    index = dict(format=FORMAT, stride=stride, episodes=names, val_episodes=list(val_episodes),
+                 no_cross_cuts=no_cross_cuts, skip_untagged=skip_untagged,
+                 pages=[[v, p] for v, p in page_files], columns=list(COLUMNS), **splits)
+    progress = progress_factory(sum(len(f) for _, f in needed)) if progress_factory else None
+    with atomic_write(out) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
+        size = None
+        for i, (vol, p) in enumerate(page_files):
+            path = series.volumes[vol].pages[p]
+            try:
+                with PIL.Image.open(path) as img:
+                    page = np.asarray(img.convert("L"))
+            except OSError as e:  # PIL's UnidentifiedImageError is one
+                raise ExportError(f"{path}: not a readable page image ({e})") from None
+            if size is not None and page.shape != size:
+                raise ExportError(f"{path}: page is {page.shape[1]}x{page.shape[0]}, others are "
+                                  f"{size[1]}x{size[0]} (preprocess the volume to one size)")
+            size = page.shape
+            zf.writestr(page_member(i), _png(page))
+        for e, frames in needed:
+            store = opened[e][1]
+            for n in frames:
+                zf.writestr(frame_member(names[e], int(n)), _png(np.asarray(store[n])))
+                if progress is not None:
+                    progress(1)
+        zf.writestr(INDEX, json.dumps(index))
+    return dict(train=len(splits["train"]), val=len(splits["val"]), frames=sum(len(f) for _, f in needed),
+                pages=len(page_files))
+
+
+def frame_member(episode: str, n: int) -> str:
+    return f"frames/{episode}/{n:08d}.png"
+
+
+def page_member(page: int) -> str:
+    return f"pages/page{page:04d}.png"

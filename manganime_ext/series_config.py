@@ -1,0 +1,241 @@
+"""The series config: one JSON file that describes a whole series, so every stage can run from it.
+
+    {"volumes":  [{"name": "vol1", "pages": "manga/vol1"}],
+     "episodes": [{"name": "ep01", "video": "episodes/ep01.mkv", "store": "stores/ep01",
+                   "volume": "vol1", "pages": [0, 44], "page_function": "tags/ep01.json",
+                   "exclusions": [[0, 2160], [31000, 32400]]}]}
+
+Paths are relative to the config file's folder. ``pages`` is the episode's first and last page of
+its volume, both included; a volume's pages are the image files of its folder in natural order
+(2 before 10), as the ``manga`` stage writes them. ``exclusions`` are half-open ``[start, stop)``
+frame ranges without manga support (intro, outro, recaps); they are the series' word on support and
+replace those inside the page function file. ``page_function`` (our JSON, see page_function.py) and
+``exclusions`` are optional: a fresh series has neither.
+
+``load`` checks what it can without the frame stores (fields, names, page ranges against the
+volumes); ``open_episode`` checks the rest once a store exists (exclusions inside the episode, the
+page function against the store and the page range). Every error is one line naming the field.
+"""
+
+import dataclasses
+import json
+import os
+import re
+from typing import Dict, List, Optional, Sequence, Tuple, TypeVar
+
+import numpy as np
+
+from manganime_ext import page_function
+from manganime_ext.frame_store import FrameStore
+from manganime_ext.json_io import read_json
+from manganime_ext.manga import IMAGE_EXTENSIONS, natural_key
+from manganime_ext.page_function import PageFunction, PageFunctionError
+from manganime_ext.video_io import VideoError
+
+EPISODE_FIELDS = ("name", "video", "store", "volume", "pages")
+EPISODE_OPTIONAL = ("page_function", "exclusions")
+VOLUME_FIELDS = ("name", "pages")
+T = TypeVar("T")
+
+
+class SeriesConfigError(ValueError):
+    """A series config that breaks a rule; the message is one line naming the file and field."""
+
+
+@dataclasses.dataclass
+class Volume:
+    name: str
+    folder: str                   # absolute path of the preprocessed pages
+    pages: List[str]              # absolute page file paths, natural order
+
+
+@dataclasses.dataclass
+class Episode:
+    index: int                    # position in the config (what --shard splits on)
+    name: str
+    video: str                    # absolute paths from here on
+    store: str
+    volume: str
+    pages: Tuple[int, int]        # first and last page of the volume, both included
+    page_function: Optional[str]
+    exclusions: List[Tuple[int, int]]
+
+
+@dataclasses.dataclass
+class Series:
+    path: str
+    volumes: Dict[str, Volume]
+    episodes: List[Episode]
+
+
+def list_pages(folder: str) -> List[str]:
+    """Image files of ``folder`` in natural order (absolute paths)."""
+    names = [n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith(".")]
+    return [os.path.join(folder, n) for n in sorted(names, key=natural_key)]
+
+
+def _fields(where: str, d, required: Sequence[str], optional: Sequence[str] = ()) -> None:
+    if not isinstance(d, dict):
+        raise SeriesConfigError(f"{where}: expected a JSON object")
+    unknown = sorted(set(d) - set(required) - set(optional))
+    missing = [f for f in required if f not in d]
+    if unknown:
+        raise SeriesConfigError(f"{where}: unknown field(s) {unknown} (allowed: {list(required) + list(optional)})")
+    if missing:
+        raise SeriesConfigError(f"{where}: missing field(s) {missing}")
+
+
+def _strings(where: str, d: dict, names: Sequence[str]) -> None:
+    for name in names:
+        if name in d and d[name] is not None and not (isinstance(d[name], str) and d[name]):
+            raise SeriesConfigError(f"{where}.{name}: expected a non-empty string, got {json.dumps(d[name])}")
+
+
+def _int_pair(where: str, value) -> Tuple[int, int]:
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        raise SeriesConfigError(f"{where}: expected a pair of whole numbers, got {json.dumps(value)}")
+    return value[0], value[1]
+
+
+def _volume(path: str, i: int, d, base: str) -> Volume:
+    where = f"{path}: volumes[{i}]"
+    _fields(where, d, VOLUME_FIELDS)
+    _strings(where, d, VOLUME_FIELDS)
+    folder = os.path.join(base, d["pages"])
+    if not os.path.isdir(folder):
+        raise SeriesConfigError(f"{where}.pages: {folder} is not a folder")
+    pages = list_pages(folder)
+    if not pages:
+        raise SeriesConfigError(f"{where}.pages: {folder} holds no page images")
+    return Volume(d["name"], folder, pages)
+
+
+def _episode(path: str, i: int, d, base: str, volumes: Dict[str, Volume]) -> Episode:
+    where = f"{path}: episodes[{i}]"
+    _fields(where, d, EPISODE_FIELDS, EPISODE_OPTIONAL)
+    _strings(where, d, ("name", "video", "store", "volume", "page_function"))
+    if d["volume"] not in volumes:
+        raise SeriesConfigError(f"{where}.volume: {d['volume']!r} is not one of the volumes {sorted(volumes)}")
+    first, last = _int_pair(f"{where}.pages", d["pages"])
+    count = len(volumes[d["volume"]].pages)
+    if not 0 <= first <= last < count:
+        raise SeriesConfigError(f"{where}.pages: [{first}, {last}] is not a page range of volume "
+                                f"{d['volume']!r}, which has pages 0..{count - 1}")
+    exclusions = [_int_pair(f"{where}.exclusions[{k}]", r) for k, r in enumerate(d.get("exclusions") or [])]
+    prev = 0
+    for k, (start, stop) in enumerate(exclusions):
+        if not prev <= start < stop:
+            raise SeriesConfigError(f"{where}.exclusions[{k}]: [{start}, {stop}) is empty, negative or overlaps "
+                                    f"the previous range (ranges are [start, stop), in order)")
+        prev = stop
+    pf = d.get("page_function")
+    return Episode(i, d["name"], os.path.join(base, d["video"]), os.path.join(base, d["store"]), d["volume"],
+                   (first, last), os.path.join(base, pf) if pf else None, exclusions)
+
+
+def load(path: str) -> Series:
+    """Read and validate a series config (everything that needs no frame store)."""
+    d = read_json(path, SeriesConfigError)
+    _fields(path, d, ("episodes", "volumes"))
+    for name in ("episodes", "volumes"):
+        if not isinstance(d[name], list):
+            raise SeriesConfigError(f"{path}: {name}: expected a JSON list")
+    base = os.path.dirname(os.path.abspath(path))
+    volumes: Dict[str, Volume] = {}
+    for i, v in enumerate(d["volumes"]):
+        vol = _volume(path, i, v, base)
+        if vol.name in volumes:
+            raise SeriesConfigError(f"{path}: volumes[{i}].name: {vol.name!r} is used twice")
+        volumes[vol.name] = vol
+    episodes = [_episode(path, i, e, base, volumes) for i, e in enumerate(d["episodes"])]
+    if not episodes:
+        raise SeriesConfigError(f"{path}: episodes: the series has no episodes")
+    names = [e.name for e in episodes]
+    dup = next((i for i, n in enumerate(names) if n in names[:i]), None)
+    if dup is not None:
+        raise SeriesConfigError(f"{path}: episodes[{dup}].name: {names[dup]!r} is used twice")
+    return Series(os.path.abspath(path), volumes, episodes)
+
+
+def open_episode(series: Series, ep: Episode) -> Tuple[FrameStore, PageFunction]:
+    """The episode's frame store and page function, checked against each other and the config.
+
+    Without a page function file, every page is untagged (boundaries = frame count). The config's
+    exclusions replace those of the file.
+    """
+    where = f"{series.path}: episodes[{ep.index}]"
+    if not os.path.isdir(ep.store):
+        raise SeriesConfigError(f"{where}.store: {ep.store} does not exist (run the frames stage first)")
+    try:
+        store = FrameStore(ep.store)
+    except VideoError as e:
+        raise SeriesConfigError(f"{where}.store: {e}") from None
+    n = len(store)
+    for k, (start, stop) in enumerate(ep.exclusions):
+        if stop > n:
+            raise SeriesConfigError(f"{where}.exclusions[{k}]: [{start}, {stop}) reaches past the episode's "
+                                    f"{n} frames")
+    count = ep.pages[1] - ep.pages[0] + 1
+    if ep.page_function is None:
+        return store, PageFunction(ep.name, n, ep.pages[0], [n] * count, [None] * count, list(ep.exclusions))
+    try:
+        pf = page_function.load(ep.page_function)
+    except PageFunctionError as e:
+        raise SeriesConfigError(f"{where}.page_function: {ep.page_function}: {e}") from None
+    if pf.num_frames != n:
+        raise SeriesConfigError(f"{where}.page_function: {ep.page_function} has num_frames {pf.num_frames} "
+                                f"but the store has {n} frames")
+    if pf.page_range != (ep.pages[0], ep.pages[1] + 1):
+        raise SeriesConfigError(f"{where}.page_function: {ep.page_function} covers pages "
+                                f"[{pf.page_range[0]}, {pf.page_range[1] - 1}], the config says "
+                                f"[{ep.pages[0]}, {ep.pages[1]}]")
+    try:
+        return store, page_function.validate(dataclasses.replace(pf, exclusions=list(ep.exclusions)))
+    except PageFunctionError as e:
+        raise SeriesConfigError(f"{where}.page_function: {ep.page_function} with the config's exclusions: "
+                                f"{e}") from None
+
+
+def parse_shard(text: Optional[str]) -> Tuple[int, int]:
+    """``"i/n"`` -> (i, n) with 0 <= i < n; None -> (0, 1), the whole series."""
+    if text is None:
+        return 0, 1
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or not int(m.group(1)) < int(m.group(2)):
+        raise SeriesConfigError(f"--shard: expected i/n with 0 <= i < n (e.g. 3/100), got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def select_shard(items: Sequence[T], shard: Tuple[int, int]) -> List[T]:
+    """The items whose index % n == i: job i of an n-job array takes every n-th episode."""
+    i, n = shard
+    return [x for k, x in enumerate(items) if k % n == i]
+
+
+def summary(series: Series, episodes: Sequence[Episode]) -> Tuple[List[dict], dict]:
+    """Per-episode and total figures for ``check``: frames, supported frames, pages, tagged pages and
+    (mean, min, max) supported frames per page.
+
+    Frames per page counts supported frames per page (untagged stretches by the linear guess).
+    Opens every store, so it is also the whole-series validation.
+    """
+    rows, per_page = [], []
+    for ep in episodes:
+        store, pf = open_episode(series, ep)
+        n = len(store)
+        pages = page_function.pages_of_frames(pf, np.arange(n))
+        counts = np.bincount(pages[pages >= 0] - pf.first_page, minlength=len(pf.boundaries))
+        per_page.append(counts)
+        rows.append(dict(name=ep.name, frames=n, supported=int((pages >= 0).sum()), pages=len(pf.boundaries),
+                         tagged=int(pf.tagged().sum()), per_page=_stats(counts)))
+    allc = np.concatenate(per_page) if per_page else np.zeros(0, np.int64)
+    total = dict(episodes=len(rows), frames=sum(r["frames"] for r in rows),
+                 supported=sum(r["supported"] for r in rows), pages=sum(r["pages"] for r in rows),
+                 tagged=sum(r["tagged"] for r in rows),
+                 per_page=_stats(allc))
+    return rows, total
+
+
+def _stats(counts: np.ndarray) -> Tuple[float, int, int]:
+    return (float(counts.mean()), int(counts.min()), int(counts.max())) if counts.size else (0.0, 0, 0)

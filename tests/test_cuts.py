@@ -1,0 +1,116 @@
+"""cuts: the adaptive and fixed-cutoff detectors on rho, on the synthetic series and on a photo clip; the CLI."""
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+import PIL.Image
+import pytest
+from click.testing import CliRunner
+
+from manganime_ext import cuts
+from manganime_ext.commands_cuts import cuts_cmd
+from manganime_ext.frame_store import FrameStore, write_frames
+
+PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png")
+
+
+def run(*args):
+    return CliRunner().invoke(cuts_cmd, [str(a) for a in args])
+
+
+def test_adaptive_ignores_twos_and_pan_onset():
+    # On twos: d alternates 0 / motion. A still stretch, then a pan starts at 40, a cut at 70.
+    d = np.zeros(100)
+    d[1:40:2] = 0.004
+    d[41:100:2] = 0.06                        # the pan: a sustained rise to 15x the still level
+    d[69] = 0.15                              # pair (69, 70): a new shot starts at 70
+    rho = 1.0 - d
+    assert cuts.adaptive_cuts(rho) == [70]
+    assert cuts.cosine_cuts(rho, 0.9) == [70] and cuts.cosine_cuts(rho, 0.95) == list(range(42, 101, 2))
+
+
+def test_match_and_stride():
+    r = cuts.match([10, 21, 40], [11, 20, 30], tolerance=1)
+    assert (r["true_positives"], r["precision"], r["recall"]) == (2, 2 / 3, 2 / 3)
+    assert cuts.match_all([([5], [5]), ([], [9])])["recall"] == 0.5
+    assert cuts.truth_in_store_frames([24, 45, 60], stride=2) == [12, 23, 30]
+    assert cuts.truth_in_store_frames([24, 45], stride=2, start_frame=24) == [11]
+
+
+def test_tiny_series_cli_report(tiny_series, tiny_stores, tmp_path):
+    series, truth = tiny_series
+    scores = {}
+    for method in cuts.METHODS:
+        out = tmp_path / method
+        result = run("--stores", tiny_stores, "--out", out, "--method", method, "--truth", series / "ground_truth.json")
+        assert result.exit_code == 0, result.output
+        report = json.loads((out / "report.json").read_text())["episodes"]
+        scores[method] = report["all"]
+        ep = json.loads((out / "ep000.json").read_text())
+        assert ep["episode"] == "ep000" and ep["frames"] == truth["episodes"][0]["frames"]
+    assert scores["adaptive"]["recall"] >= 0.9 and scores["adaptive"]["precision"] >= 0.9
+    assert scores["adaptive"]["f1"] > scores["cosine"]["f1"]
+
+
+def _photos(source: str):
+    """Five 'photographs': real ones shipped in scikit-image's wheel, or 1/f noise with photo-like spectra."""
+    if source == "photos":
+        spec = importlib.util.find_spec("skimage")
+        if spec is None:
+            pytest.skip("scikit-image (its bundled photos) is not installed; see requirements-dev.txt")
+        folder = os.path.join(os.path.dirname(spec.origin), "data")
+        return [np.asarray(PIL.Image.open(os.path.join(folder, n)).convert("RGB")) for n in PHOTOS]
+    rnd = np.random.RandomState(0)
+    fy, fx = np.meshgrid(np.fft.fftfreq(256), np.fft.fftfreq(384), indexing="ij")
+    amp = 1.0 / np.maximum(np.hypot(fy, fx), 1 / 384)
+    out = []
+    for _ in PHOTOS:
+        img = np.stack([np.real(np.fft.ifft2(amp * np.exp(2j * np.pi * rnd.rand(256, 384)))) for _ in range(3)], -1)
+        out.append(np.uint8(255 * (img - img.min()) / np.ptp(img)))
+    return out
+
+
+def _camera(photo: np.ndarray, frames: int, kind: str, size: int = 64):
+    """A shot over one photo: a pan across it or a zoom into it, rendered at ``size`` px."""
+    h, w = photo.shape[:2]
+    img = PIL.Image.fromarray(photo)
+    for t in range(frames):
+        u = t / (frames - 1)
+        if kind == "pan":
+            side = min(h, w) * 0.6
+            x0, y0 = (w - side) * (0.2 + 0.5 * u), (h - side) / 2
+        else:
+            side = min(h, w) * (1 - 0.6 * u)
+            x0, y0 = (w - side) / 2, (h - side) / 2
+        yield np.asarray(img.resize((size, size), PIL.Image.BILINEAR, box=(x0, y0, x0 + side, y0 + side)))
+
+
+@pytest.mark.parametrize("source", ["photos", "noise"])
+def test_photo_clip_pans_zooms_and_hard_cuts(source, tmp_path):
+    shot = 30
+    frames = [f for i, p in enumerate(_photos(source)) for f in _camera(p, shot, "pan" if i % 2 == 0 else "zoom")]
+    write_frames(str(tmp_path / "clip"), iter(frames), {"source": source})
+    rho = FrameStore(str(tmp_path / "clip")).rho
+    truth = [shot * i for i in range(1, len(PHOTOS))]
+    adaptive, fixed = cuts.detect(rho, "adaptive"), cuts.detect(rho, "cosine", cutoff=0.8)
+    assert cuts.match(adaptive, truth)["recall"] == 1.0
+    false_adaptive = len(adaptive) - cuts.match(adaptive, truth)["true_positives"]
+    false_fixed = len(fixed) - cuts.match(fixed, truth)["true_positives"]
+    assert false_adaptive <= false_fixed
+
+
+def test_errors_one_line_no_partial_output(tiny_series, tiny_stores, tmp_path):
+    out = tmp_path / "c"
+    assert run("--stores", tiny_stores, "--out", out).exit_code == 0
+    again = run("--stores", tiny_stores, "--out", out)
+    assert again.exit_code == 1 and "already exists" in again.output and "Traceback" not in again.output
+    assert run("--stores", tiny_stores, "--out", out, "--force").exit_code == 0
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    for args, words in [(["--stores", tmp_path / "nope"], "--stores"), (["--stores", tiny_stores, "--truth", bad], "bad.json"),
+                        (["--stores", tmp_path / "c"], "no frame stores")]:
+        result = run(*args, "--out", tmp_path / "new")
+        assert result.exit_code == 1 and words in result.output and len(result.output.strip().splitlines()) == 1
+        assert not (tmp_path / "new").exists()

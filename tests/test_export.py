@@ -1,0 +1,195 @@
+"""export: the official-format zip and the paired (frame, page, next frame) dataset, on the tiny series."""
+
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from manganime_ext import page_function
+from manganime_ext.commands_export import export_conditional, export_unconditional
+from manganime_ext.export import pair_starts
+from manganime_ext.frame_store import FrameStore
+from manganime_ext.paired_dataset import PairedDatasetError, PairedFrameDataset
+from stylegan2_ada.training.dataset import ImageFolderDataset
+from test_series_config import edited, write_series_config
+
+
+@pytest.fixture(scope="module")
+def config(tiny_series, tiny_stores, tmp_path_factory):
+    series, truth = tiny_series
+    return write_series_config(tmp_path_factory.mktemp("cfg"), series, truth, tiny_stores)
+
+
+def truth_pf(ep: dict) -> page_function.PageFunction:
+    exclusions = [r for r in (ep["intro"], ep["outro"]) if r[0] < r[1]]
+    return page_function.from_study_tags(ep["boundaries"], "ep", ep["frames"], ep["page_range"][0], exclusions)
+
+
+def brute_force_pairs(ep: dict, stride: int, no_cross_cuts: bool):
+    """(n, page) of every pair, straight from the ground truth's definitions."""
+    excluded = {f for a, b in (ep["intro"], ep["outro"]) for f in range(a, b)}
+    pairs = []
+    for n in range(ep["frames"] - stride):
+        if any(f in excluded for f in range(n, n + stride + 1)):
+            continue
+        if no_cross_cuts and any(n < c <= n + stride for c in ep["cuts"]):
+            continue
+        page = ep["page_range"][0] + next(i for i, b in enumerate(ep["boundaries"]) if n <= b)
+        pairs.append((n, page))
+    return pairs
+
+
+def run(command, *args):
+    return CliRunner().invoke(command, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("stride", [1, 2, 5])
+@pytest.mark.parametrize("no_cross_cuts", [False, True])
+def test_pair_starts_match_brute_force(tiny_series, stride, no_cross_cuts):
+    _, truth = tiny_series
+    for ep in truth["episodes"]:
+        pf = truth_pf(ep)
+        n = pair_starts(pf, stride, ep["cuts"], no_cross_cuts)
+        expected = brute_force_pairs(ep, stride, no_cross_cuts)
+        assert list(n) == [a for a, _ in expected]
+        assert list(page_function.pages_of_frames(pf, n)) == [p for _, p in expected]
+
+
+def test_skip_untagged_drops_untagged_pages(tiny_series):
+    ep = tiny_series[1]["episodes"][0]
+    pf = truth_pf(ep)
+    pf.boundaries[1], pf.provenance[1] = pf.num_frames, None           # page 1 untagged: guessed
+    guessed, skipped = pair_starts(pf), pair_starts(pf, skip_untagged=True)
+    pages = page_function.pages_of_frames(pf, guessed)
+    assert len(guessed) == len(pair_starts(truth_pf(ep)))
+    assert list(skipped) == list(guessed[pages != pf.first_page + 1])
+
+
+@pytest.fixture(scope="module")
+def paired(config, tiny_series, tmp_path_factory):
+    series, _ = tiny_series
+    out = tmp_path_factory.mktemp("paired") / "paired.zip"
+    result = run(export_conditional, "--series", config, "--out", out, "--val-episodes", "ep001",
+                 "--cuts", series / "ground_truth.json", "--no-cross-cuts")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_conditional_pairs_and_splits(paired, tiny_series, config, tmp_path):
+    _, truth = tiny_series
+    train, val = PairedFrameDataset(str(paired), "train"), PairedFrameDataset(str(paired), "val")
+    names = train.episodes
+    for ds, ep_names in [(train, {"ep000"}), (val, {"ep001"})]:
+        assert {names[e] for e in ds.pairs[:, 0]} == ep_names                 # val holds only val episodes
+    for e, ep in enumerate(truth["episodes"]):
+        ds = train if e == 0 else val
+        rows = ds.pairs[ds.pairs[:, 0] == e]
+        assert [tuple(r) for r in rows[:, [1, 3]]] == brute_force_pairs(ep, 1, True)
+        assert (rows[:, 2] == rows[:, 1] + 1).all()
+        for a, b in (ep["intro"], ep["outro"]):                                  # never across an exclusion
+            assert not ((rows[:, 1] < b) & (rows[:, 2] >= a)).any()
+    with_cuts = tmp_path / "all.zip"
+    assert run(export_conditional, "--series", config, "--out", with_cuts).exit_code == 0
+    everything = PairedFrameDataset(str(with_cuts), "all")
+    kept = {tuple(r) for r in PairedFrameDataset(str(paired), "all").pairs}
+    dropped = {(int(r[0]), int(r[1])) for r in everything.pairs if tuple(r) not in kept}
+    candidates = {(int(e), int(n)) for e, n, _, _ in everything.pairs}
+    straddling = {(e, c - 1) for e, ep in enumerate(truth["episodes"]) for c in ep["cuts"]} & candidates
+    assert dropped == straddling and len(dropped) > 0 and len(everything) == len(kept) + len(dropped)
+
+
+def test_items_match_stores_and_load_in_workers(paired, tiny_stores, tiny_series):
+    _, truth = tiny_series
+    ds = PairedFrameDataset(str(paired), "train")
+    f_n, page, f_m = ds[3]
+    e, n, m, p = ds.pairs[3]
+    store = FrameStore(str(tiny_stores / ds.episodes[e]))
+    assert f_n.dtype == page.dtype == f_m.dtype == torch.uint8
+    assert f_n.shape == f_m.shape == (3, 64, 64) and page.shape[0] == 1 and page.ndim == 3
+    assert np.array_equal(f_n.permute(1, 2, 0).numpy(), store[n])
+    assert np.array_equal(f_m.permute(1, 2, 0).numpy(), store[m])
+    index = json.loads(zipfile.ZipFile(paired).read("index.json"))
+    assert index["pages"][p] == ["vol", int(p)] and len(index["pages"]) == truth["pages"]
+    loader = torch.utils.data.DataLoader(ds, batch_size=16, num_workers=2, shuffle=True)
+    seen = sum(batch[0].shape[0] for batch in loader)
+    assert seen == len(ds)
+
+
+def test_extracted_folder_reads_the_same(paired, tmp_path):
+    zipfile.ZipFile(paired).extractall(tmp_path / "x")
+    a, b = PairedFrameDataset(str(paired), "val"), PairedFrameDataset(str(tmp_path / "x"), "val")
+    assert all(torch.equal(x, y) for x, y in zip(a[5], b[5]))
+    with pytest.raises(PairedDatasetError, match="split"):
+        PairedFrameDataset(str(paired), "test")
+
+
+def test_unconditional_zip_loads_in_image_folder_dataset(config, tiny_series, tmp_path):
+    _, truth = tiny_series
+    out = tmp_path / "uncond.zip"
+    result = run(export_unconditional, "--series", config, "--out", out, "--labels")
+    assert result.exit_code == 0, result.output
+    supported = [ep["outro"][0] - ep["intro"][1] for ep in truth["episodes"]]
+    ds = ImageFolderDataset(str(out), resolution=64, use_labels=True)
+    assert len(ds) == sum(supported) and ds.image_shape == [3, 64, 64]
+    assert zipfile.ZipFile(out).namelist()[0] == "00000/img00000000.png"
+    labels = ds.get_label(supported[0]), ds.get_label(supported[0] - 1)
+    assert labels[0].argmax() == 1 and labels[1].argmax() == 0
+    image, _ = ds[0]
+    store = FrameStore(json.loads(open(config).read())["episodes"][0]["store"])
+    assert np.array_equal(image.transpose(1, 2, 0), store[truth["episodes"][0]["intro"][1]])
+
+
+@pytest.mark.parametrize("command", [export_unconditional, export_conditional])
+@pytest.mark.parametrize("case", ["missing_store", "page_range", "non_monotonic", "exists"])
+def test_bad_inputs_one_line_no_output(config, tmp_path, command, case):
+    out = tmp_path / "out.zip"
+    if case == "missing_store":
+        path, message = edited(config, tmp_path, lambda d: d["episodes"][1].update(store="gone")), \
+            "episodes[1].store"
+    elif case == "page_range":
+        path, message = edited(config, tmp_path, lambda d: d["episodes"][0].update(pages=[0, 500])), \
+            "episodes[0].pages: [0, 500] is not a page range"
+    elif case == "non_monotonic":
+        pf = json.loads(open(config.replace("series.json", "ep001.json")).read())
+        pf["boundaries"][0], pf["boundaries"][1] = pf["boundaries"][1], pf["boundaries"][0]
+        (tmp_path / "pf.json").write_text(json.dumps(pf))
+        path, message = edited(config, tmp_path, lambda d: d["episodes"][1].update(
+            page_function=str(tmp_path / "pf.json"))), "monotonic"
+    else:
+        out.write_bytes(b"old")
+        path, message = config, "already exists (use --force"
+    result = run(command, "--series", path, "--out", out)
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert [f for f in os.listdir(tmp_path) if f != "pf.json"] == (["out.zip"] if case == "exists" else [])
+    if case == "exists":
+        assert out.read_bytes() == b"old"
+        assert run(command, "--series", path, "--out", out, "--force").exit_code == 0
+        assert zipfile.is_zipfile(out)
+
+
+def test_conditional_flag_errors(config, tmp_path):
+    out = tmp_path / "p.zip"
+    for args, message in [(["--val-episodes", "ep009"], "--val-episodes"), (["--no-cross-cuts"], "--cuts"),
+                          (["--cuts", tmp_path / "none.json"], "--cuts")]:
+        result = run(export_conditional, "--series", config, "--out", out, *args)
+        assert result.exit_code == 1 and message in result.output, result.output
+    assert not out.exists()
+
+
+def test_error_while_writing_leaves_nothing(config, tiny_series, tmp_path):
+    """Every frame excluded: the error comes from inside the zip writer, and no file is left behind."""
+    frames = [ep["frames"] for ep in tiny_series[1]["episodes"]]
+
+    def exclude_all(d):
+        for ep, n in zip(d["episodes"], frames):
+            ep.update(exclusions=[[0, n]])
+            ep.pop("page_function")
+    path = edited(config, tmp_path, exclude_all)
+    result = run(export_unconditional, "--series", path, "--out", tmp_path / "u.zip")
+    assert result.exit_code == 1 and "no supported frames" in result.output, result.output
+    assert os.listdir(tmp_path) == []
