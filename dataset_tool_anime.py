@@ -2,6 +2,7 @@
 
     python dataset_tool_anime.py synth --out series
     python dataset_tool_anime.py frames --out stores --stride 2 --resolution 256 series/episodes/*.mp4
+    python dataset_tool_anime.py frames --out stores --shard $SLURM_ARRAY_TASK_ID/100 episodes/*.mkv
     python dataset_tool_anime.py manga | intro | outro | cuts | align | export-unconditional | export-conditional | check
 
 Only argument parsing lives here; each command calls one manganime_ext module.
@@ -14,9 +15,10 @@ import tqdm
 
 from manganime_ext import frame_store, synth
 from manganime_ext.commands_cuts import align_cmd, cuts_cmd
-from manganime_ext.commands_export import check, export_conditional, export_unconditional
+from manganime_ext.commands_export import check, export_conditional, export_unconditional, shard_option
 from manganime_ext.commands_manga import intro, manga, outro
-from manganime_ext.output_dir import OutputExistsError, atomic_output_dir
+from manganime_ext.output_dir import OutputExistsError, episode_outputs
+from manganime_ext.series_config import select_shard
 from manganime_ext.video_io import TRANSFORMS, VideoError
 
 USER_ERRORS = (OutputExistsError, VideoError, synth.SynthError)
@@ -61,21 +63,32 @@ def synth_cmd(out, episodes, seconds, resolution, fps, seed, intro_seconds, outr
 @click.option("--transform", default="squash", show_default=True, type=click.Choice(TRANSFORMS))
 @click.option("--start", default=None, type=click.FloatRange(min=0), help="Trim: first second to keep.")
 @click.option("--duration", default=None, type=click.FloatRange(min=0, min_open=True), help="Trim: seconds to keep.")
-@click.option("--force", is_flag=True, help="Replace an existing output folder.")
-def frames(videos, out, stride, resolution, transform, start, duration, force) -> None:
-    """Decode episodes into frame stores with random access and adjacent-frame similarity rho."""
+@click.option("--force", is_flag=True, help="Replace an existing output folder (with --shard: redo its episodes).")
+@shard_option
+def frames(videos, out, stride, resolution, transform, start, duration, force, shard) -> None:
+    """Decode episodes into frame stores with random access and adjacent-frame similarity rho.
+
+    Per episode and idempotent with --shard I/N: videos in sorted order, every N-th from the I-th; the jobs
+    of an array share --out, each store appears at once, stores already there are skipped unless --force.
+    Without --shard the whole folder appears at once.
+    """
     stems = [os.path.splitext(os.path.basename(v))[0] for v in videos]
     if len(set(stems)) != len(stems):
         raise click.BadParameter("two videos share a file name; stores are named by it", param_hint="VIDEOS")
+    todo = select_shard(sorted(zip(videos, stems)), shard or (0, 1))
 
     def progress_factory(name, total):
         return tqdm.tqdm(total=total or None, unit="frame", desc=name, leave=False).update
 
     try:
-        with atomic_output_dir(out, force) as tmp:
-            for video, stem in zip(videos, stems):
-                frame_store.write_episode(os.path.join(tmp, stem), video, resolution, transform, stride, start,
-                                          duration, progress_factory)
+        with episode_outputs(out, shard, force) as dest:
+            for video, stem in todo:
+                if dest.done(stem, stem):
+                    continue
+                with dest.episode(stem) as folder:
+                    count = frame_store.write_episode(os.path.join(folder, stem), video, resolution, transform,
+                                                      stride, start, duration, progress_factory)
+                click.echo(f"{stem}: {count} frames")
     except USER_ERRORS as e:
         raise UserError(str(e)) from None
 

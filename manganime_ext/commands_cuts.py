@@ -4,8 +4,10 @@
     python dataset_tool_anime.py align --stores stores --manga series/manga --out proposals --truth series/ground_truth.json
     python dataset_tool_anime.py align --stores stores --manga pages --out proposals --pages ep01=0:45 --exclude ep01=0:1800
 
-The maths lives in manganime_ext.cuts and manganime_ext.align; outputs appear all at once (temp folder,
-renamed at the end) and an existing output is refused unless --force.
+The maths lives in manganime_ext.cuts and manganime_ext.align. Without --shard, outputs appear all at
+once (temp folder, renamed at the end) and an existing output is refused unless --force; with --shard I/N
+(stores in name order, every N-th from the I-th) episodes appear one by one in a shared folder, done ones
+are skipped unless --force, and the report is report-<I>of<N>.json over the shard's episodes.
 """
 
 import json
@@ -19,9 +21,11 @@ import PIL.Image
 
 from manganime_ext import align as align_lib
 from manganime_ext import cuts as cuts_lib
-from manganime_ext import page_function
+from manganime_ext import page_function, series_config
+from manganime_ext.commands_export import shard_option
 from manganime_ext.frame_store import HEADER, FrameStore
-from manganime_ext.output_dir import OutputExistsError, atomic_output_dir
+from manganime_ext.json_io import write_json
+from manganime_ext.output_dir import OutputExistsError, episode_outputs
 from manganime_ext.video_io import VideoError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -46,6 +50,25 @@ def _stores(folder: str) -> Dict[str, FrameStore]:
         return {n: FrameStore(p) for n, p in names.items()}
     except VideoError as e:
         raise UserError(str(e)) from None
+
+
+def _in_shard(stores: Dict[str, FrameStore], shard) -> Dict[str, FrameStore]:
+    """The stores that fall to this shard (all of them without one), in name order."""
+    return {n: stores[n] for n in series_config.select_shard(sorted(stores), shard or (0, 1))}
+
+
+def _done_cuts(path: str) -> List[int]:
+    """The cuts of an episode a sharded rerun skips, read back for the report."""
+    cuts = _read_json(path, "--out")
+    if not isinstance(cuts, dict) or not isinstance(cuts.get("cuts"), list):
+        raise UserError(f"--out {path}: not a cuts file (remove it or use --force)")
+    return cuts["cuts"]
+
+
+SHARD_HELP = ("\n\nPer episode and idempotent with --shard I/N: stores in name order, every N-th from the I-th; "
+              "the jobs of an array share --out, each episode's files appear at once, episodes already there "
+              "are skipped unless --force, and the report is report-<I>of<N>.json over the shard's episodes "
+              "(skipped ones read back). Without --shard the whole folder appears at once, as report.json.")
 
 
 def _read_json(path: str, flag: str):
@@ -98,31 +121,37 @@ def _cut_truth(path: str, stores: Dict[str, FrameStore]) -> Dict[str, List[int]]
 @click.option("--truth", default=None, type=click.Path(),
               help="ground_truth.json of the synthetic series, or {episode: [cut frames]}: writes a precision/recall report.")
 @click.option("--tolerance", default=1, show_default=True, type=click.IntRange(min=0), help="Report: +-frames a hit may be off.")
-@click.option("--force", is_flag=True, help="Replace an existing output folder.")
-def cuts_cmd(stores, out, method, cutoff, window, ratio, min_drop, min_gap, truth, tolerance, force) -> None:
+@click.option("--force", is_flag=True, help="Replace an existing output folder (with --shard: redo its episodes).")
+@shard_option
+def cuts_cmd(stores, out, method, cutoff, window, ratio, min_drop, min_gap, truth, tolerance, force, shard) -> None:
     """Detect shot cuts (candidate page boundaries) from each store's rho."""
-    found = _stores(stores)
-    truth_cuts = _cut_truth(truth, found) if truth else None
+    every = _stores(stores)
+    found = _in_shard(every, shard)
+    truth_cuts = _cut_truth(truth, every) if truth else None
     if truth_cuts is not None and not truth_cuts:
-        raise UserError(f"--truth {truth}: none of the episodes {sorted(found)} is in it")
+        raise UserError(f"--truth {truth}: none of the episodes {sorted(every)} is in it")
+    truth_cuts = {n: t for n, t in (truth_cuts or {}).items() if n in found}
     params = dict(cutoff=cutoff) if method == "cosine" else dict(window=window, ratio=ratio, min_drop=min_drop,
                                                                   min_gap=min_gap)
-    detected = {n: cuts_lib.detect(s.rho, method, **params) for n, s in found.items()}
+    detected = {}
     try:
-        with atomic_output_dir(out, force) as tmp:
-            for n, c in detected.items():
-                _write_json(os.path.join(tmp, f"{n}.json"), dict(episode=n, frames=len(found[n]), method=method,
-                                                                 params=params, cuts=c))
-            if truth_cuts is not None:
+        with episode_outputs(out, shard, force) as dest:
+            for n, s in found.items():
+                if dest.done(n, f"{n}.json"):
+                    detected[n] = _done_cuts(os.path.join(dest.out, f"{n}.json"))
+                    continue
+                detected[n] = cuts_lib.detect(s.rho, method, **params)
+                with dest.episode(n) as folder:
+                    _write_json(os.path.join(folder, f"{n}.json"), dict(episode=n, frames=len(s), method=method,
+                                                                        params=params, cuts=detected[n]))
+                click.echo(f"{n}: {len(detected[n])} cuts")
+            if truth_cuts:
                 report = {n: cuts_lib.match(detected[n], t, tolerance) for n, t in truth_cuts.items()}
                 report["all"] = cuts_lib.match_all([(detected[n], t) for n, t in truth_cuts.items()], tolerance)
-                _write_json(os.path.join(tmp, "report.json"), dict(method=method, params=params,
-                                                                   tolerance=tolerance, episodes=report))
+                write_json(dest.report, dict(method=method, params=params, tolerance=tolerance, episodes=report))
     except OutputExistsError as e:
         raise UserError(str(e)) from None
-    for n, c in detected.items():
-        click.echo(f"{n}: {len(c)} cuts")
-    if truth_cuts is not None:
+    if truth_cuts:
         r = report["all"]
         click.echo(f"precision {r['precision']:.3f} recall {r['recall']:.3f} f1 {r['f1']:.3f} "
                    f"({r['true_positives']}/{r['truth']} true cuts, {r['predicted']} detected, +-{tolerance} frames)")
@@ -176,10 +205,11 @@ def _ranges(values: Tuple[str, ...], flag: str) -> Dict[str, List[Tuple[int, int
               help="Synthetic ground_truth.json: page ranges and intro/outro from it, plus a +-tolerance report.")
 @click.option("--step", default=4, show_default=True, type=click.IntRange(min=1), help="Score every k-th frame.")
 @click.option("--tolerance", default=12, show_default=True, type=click.IntRange(min=0), help="Report: +-frames.")
-@click.option("--force", is_flag=True, help="Replace an existing output folder.")
-def align_cmd(stores, manga, out, page_opts, exclude, truth, step, tolerance, force) -> None:
+@click.option("--force", is_flag=True, help="Replace an existing output folder (with --shard: redo its episodes).")
+@shard_option
+def align_cmd(stores, manga, out, page_opts, exclude, truth, step, tolerance, force, shard) -> None:
     """Propose each episode's page function (provenance 'proposed') for a person to confirm."""
-    found, pages = _stores(stores), _manga_pages(manga)
+    found, pages = _in_shard(_stores(stores), shard), _manga_pages(manga)
     ranges = {n: r[-1] for n, r in _ranges(page_opts, "--pages").items()}
     exclusions = _ranges(exclude, "--exclude")
     eps = _synthetic_truth(truth) if truth else {}
@@ -197,27 +227,44 @@ def align_cmd(stores, manga, out, page_opts, exclude, truth, step, tolerance, fo
         if stop > len(pages):
             raise UserError(f"--pages {n}={first}:{stop}: the volume in {manga} has {len(pages)} pages")
         plans[n] = (first, stop, exclusions.get(n, []), true_bounds)
-    results, hits, total = {}, 0, 0
-    for n, (first, stop, excl, true_bounds) in plans.items():
-        try:
-            pf = align_lib.propose(found[n].frames, found[n].rho, [_load_page(p) for p in pages[first:stop]], n,
-                                   first, excl, step)
-        except (ValueError, page_function.PageFunctionError) as e:
-            raise UserError(f"--stores {n}: {e}") from None
-        results[n] = pf
-        if true_bounds is not None:
-            h = align_lib.boundary_hits(pf.boundaries, true_bounds, tolerance)
-            hits, total = hits + h, total + len(true_bounds)
-            click.echo(f"{n}: {h}/{len(true_bounds)} boundaries within +-{tolerance} frames of the truth")
+    hits, total = 0, 0
     try:
-        with atomic_output_dir(out, force) as tmp:
-            for n, pf in results.items():
-                page_function.save(os.path.join(tmp, f"{n}.json"), pf)
-                page_function.save_study_tags(os.path.join(tmp, f"{n}.tags.json"), pf)
+        with episode_outputs(out, shard, force) as dest:
+            for n, (first, stop, excl, true_bounds) in plans.items():
+                if dest.done(n, f"{n}.json", f"{n}.tags.json"):
+                    boundaries = _done_boundaries(os.path.join(dest.out, f"{n}.json"))
+                else:
+                    pf = _propose(found[n], n, [_load_page(p) for p in pages[first:stop]], first, excl, step)
+                    with dest.episode(n) as folder:
+                        page_function.save(os.path.join(folder, f"{n}.json"), pf)
+                        page_function.save_study_tags(os.path.join(folder, f"{n}.tags.json"), pf)
+                    boundaries = pf.boundaries
+                if true_bounds is not None:
+                    h = align_lib.boundary_hits(boundaries, true_bounds, tolerance)
+                    hits, total = hits + h, total + len(true_bounds)
+                    click.echo(f"{n}: {h}/{len(true_bounds)} boundaries within +-{tolerance} frames of the truth")
             if total:
-                _write_json(os.path.join(tmp, "report.json"), dict(tolerance=tolerance, hits=hits, boundaries=total,
-                                                                   share=hits / total))
+                write_json(dest.report, dict(tolerance=tolerance, hits=hits, boundaries=total, share=hits / total))
     except OutputExistsError as e:
         raise UserError(str(e)) from None
     if total:
         click.echo(f"all: {hits}/{total} = {hits / total:.1%} of boundaries within +-{tolerance} frames")
+
+
+def _propose(store: FrameStore, name: str, pages: List[np.ndarray], first: int, exclusions, step: int):
+    try:
+        return align_lib.propose(store.frames, store.rho, pages, name, first, exclusions, step)
+    except (ValueError, page_function.PageFunctionError) as e:
+        raise UserError(f"--stores {name}: {e}") from None
+
+
+def _done_boundaries(path: str) -> List[int]:
+    """The boundaries of an episode a sharded rerun skips, read back for the report."""
+    try:
+        return page_function.load(path).boundaries
+    except page_function.PageFunctionError as e:
+        raise UserError(f"--out {path}: {e} (remove it or use --force)") from None
+
+
+cuts_cmd.help += SHARD_HELP
+align_cmd.help += SHARD_HELP

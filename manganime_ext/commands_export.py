@@ -1,4 +1,5 @@
-"""CLI commands ``check``, ``export-unconditional`` and ``export-conditional`` (registered by dataset_tool_anime.py).
+"""CLI commands ``check``, ``export-unconditional`` and ``export-conditional`` (registered by dataset_tool_anime.py),
+plus the ``--shard`` option shared by the per-episode stages (frames, cuts, align).
 
 Only argument parsing: the work is in series_config.py and export.py.
 """
@@ -10,7 +11,7 @@ import click
 import tqdm
 
 from manganime_ext import export, series_config
-from manganime_ext.output_dir import OutputExistsError
+from manganime_ext.output_dir import OutputExistsError, Shard
 from manganime_ext.page_function import PageFunctionError
 from manganime_ext.series_config import SeriesConfigError
 from manganime_ext.video_io import VideoError
@@ -18,17 +19,27 @@ from manganime_ext.video_io import VideoError
 USER_ERRORS = (SeriesConfigError, export.ExportError, PageFunctionError, VideoError, OutputExistsError)
 series_option = click.option("--series", "series_path", required=True, type=click.Path(),
                              help="Series config JSON (episodes, volumes).")
-shard_option = click.option("--shard", default=None, metavar="I/N",
-                            help="Only episodes whose index % N == I (one job of an N-job array).")
 
 
 class UserError(click.ClickException):
     """One line, exit code 1, no traceback."""
 
 
-def _episodes(series_path: str, shard: Optional[str]):
+def _parse_shard(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Shard:
+    """``I/N`` -> (I, N) at parse time, so a bad value fails before any work, in one line naming --shard."""
+    try:
+        return None if value is None else series_config.parse_shard(value)
+    except SeriesConfigError as e:
+        raise UserError(str(e)) from None
+
+
+shard_option = click.option("--shard", default=None, metavar="I/N", callback=_parse_shard,
+                            help="Only episodes whose index % N == I (one job of an N-job array).")
+
+
+def _episodes(series_path: str, shard: Shard):
     series = series_config.load(series_path)
-    return series, series_config.select_shard(series.episodes, series_config.parse_shard(shard))
+    return series, series_config.select_shard(series.episodes, shard or (0, 1))
 
 
 def _bar(stack: contextlib.ExitStack) -> export.ProgressFactory:

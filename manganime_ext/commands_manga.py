@@ -82,7 +82,9 @@ def _exclusion_command(part: str) -> click.Command:
             click.echo(f"{name}: {part} {' '.join(f'[{a}, {b})' for a, b in ranges) or 'not found'}")
 
     command.help = (f"Mark each episode's {part} (frames without manga support) as an exclusion range, "
-                    f"found automatically or from a reference image.")
+                    f"found automatically or from a reference image.\n\nNo --shard: the automatic method "
+                    f"finds the {part} by comparing episodes, so it runs once over all of a series' stores "
+                    f"(it reads only the {part} window of each, so it stays cheap).")
     return command
 
 

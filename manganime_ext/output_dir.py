@@ -4,7 +4,9 @@ import contextlib
 import os
 import shutil
 import tempfile
-from typing import Iterator
+from typing import Iterator, Optional, Tuple
+
+Shard = Optional[Tuple[int, int]]  # (i, n): this job does the episodes whose index % n == i
 
 
 class OutputExistsError(FileExistsError):
@@ -26,13 +28,73 @@ def atomic_output_dir(path: str, force: bool = False) -> Iterator[str]:
     tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}.tmp-")
     try:
         yield tmp
-        if os.path.exists(path):
-            old = tmp + ".old"
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old) if os.path.isdir(old) else os.remove(old)
-        else:
-            os.replace(tmp, path)
+        _replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+class EpisodeOutputs:
+    """Where a per-episode stage writes its files; made by ``episode_outputs``."""
+
+    def __init__(self, out: str, folder: str, shard: Shard, force: bool):
+        self.out, self.folder, self.shard, self.force = out, folder, shard, force
+
+    @property
+    def report(self) -> str:
+        """The report path: report.json for a whole run, report-<i>of<n>.json for one shard."""
+        name = "report.json" if self.shard is None else "report-{}of{}.json".format(*self.shard)
+        return os.path.join(self.folder, name)
+
+    def done(self, episode: str, *names: str) -> bool:
+        """Whether a sharded run skips ``episode``: all of its output ``names`` exist and --force is off."""
+        if self.shard is None or self.force or not all(os.path.exists(os.path.join(self.out, n)) for n in names):
+            return False
+        print(f"{episode}: skipped (output already in {self.out}; --force redoes it)")
+        return True
+
+    @contextlib.contextmanager
+    def episode(self, episode: str) -> Iterator[str]:
+        """A folder to write one episode's outputs into; sharded, they are renamed into ``out`` at the end."""
+        if self.shard is None:
+            yield self.folder
+            return
+        tmp = tempfile.mkdtemp(dir=self.out, prefix=f".{episode}.tmp-")
+        try:
+            yield tmp
+            for name in sorted(os.listdir(tmp)):
+                _replace(os.path.join(tmp, name), os.path.join(self.out, name))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _replace(src: str, dst: str) -> None:
+    """os.replace that also replaces an existing folder (moved aside first, removed after)."""
+    if os.path.isdir(dst):
+        old = tempfile.mkdtemp(dir=os.path.dirname(dst), prefix=f".{os.path.basename(dst)}.old-")
+        os.replace(dst, os.path.join(old, "x"))
+        os.replace(src, dst)
+        shutil.rmtree(old)
+    else:
+        os.replace(src, dst)
+
+
+@contextlib.contextmanager
+def episode_outputs(out: str, shard: Shard, force: bool) -> Iterator[EpisodeOutputs]:
+    """Outputs of a per-episode stage, whole-folder or, with a shard, episode by episode.
+
+    Without a shard: the whole folder appears at once (atomic_output_dir), an existing one is refused
+    unless force. With a shard, the N jobs of an array write into the same folder, so it may exist;
+    each episode's outputs appear at once (temp folder inside ``out``, renamed), an episode whose
+    outputs are all there is skipped unless force (so a rerun finishes what a killed job left), and
+    the report is per shard.
+    """
+    if shard is None:
+        with atomic_output_dir(out, force) as tmp:
+            yield EpisodeOutputs(out, tmp, None, force)
+        return
+    out = os.path.abspath(out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise OutputExistsError(f"{out}: output exists and is not a folder")
+    os.makedirs(out, exist_ok=True)
+    yield EpisodeOutputs(out, out, shard, force)
