@@ -70,24 +70,26 @@ def resolve_cfg(cfg: str, resolution: int, gpus: int) -> CfgSpec:
 
 
 def dataset_options(data: str, cond: bool, subset: Optional[int], mirror: bool) -> Dict[str, Any]:
-    """Open the dataset once to validate it (one-line errors) and learn its name, size and labels."""
+    """Open the dataset once to validate it (one-line errors naming the flag) and learn its name and size."""
     kwargs = dnnlib.EasyDict(class_name="stylegan2_ada.training.dataset.ImageFolderDataset", path=data,
                              use_labels=cond, max_size=subset, xflip=mirror)
     try:
-        dataset = ImageFolderDataset(path=data, max_size=subset, xflip=mirror)
+        dataset = ImageFolderDataset(path=data, use_labels=cond, max_size=subset, xflip=mirror)
+        if cond and not dataset.has_labels:
+            raise DatasetError(f"{data} has no labels")
     except DatasetError as err:
-        raise click.BadParameter(" ".join(str(err).split()), param_hint="--data") from None
-    if cond:
-        try:
-            if not ImageFolderDataset(path=data, use_labels=True).has_labels:
-                raise DatasetError(f"{data} has no labels")
-        except DatasetError as err:
-            raise click.BadParameter(f"{' '.join(str(err).split())} (drop --cond to train without labels)",
-                                     param_hint="--cond") from None
+        # Only on failure: open without labels to tell a data problem from a labels problem.
+        blame = "--data"
+        if cond:
+            try:
+                ImageFolderDataset(path=data, max_size=subset, xflip=mirror)
+                blame = "--cond"
+            except DatasetError:
+                pass
+        hint = " (drop --cond to train without labels)" if blame == "--cond" else ""
+        raise click.BadParameter(" ".join(str(err).split()) + hint, param_hint=blame) from None
     kwargs.update(resolution=dataset.resolution)
     name = dataset.name
-    if subset is not None and subset < 1:
-        raise click.BadParameter("must be >= 1", param_hint="--subset")
     return dict(training_set_kwargs=kwargs, dataset_name=name)
 
 

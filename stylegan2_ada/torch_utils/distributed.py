@@ -16,10 +16,6 @@ def is_initialized() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
-def get_rank() -> int:
-    return dist.get_rank() if is_initialized() else 0
-
-
 def get_world_size() -> int:
     return dist.get_world_size() if is_initialized() else 1
 

@@ -86,14 +86,8 @@ class Collector:
             var = max(total_sq / count - mean**2, 0.0) if count else float("nan")
             self._stats[name] = dnnlib.EasyDict(num=count, mean=mean, std=float(np.sqrt(var)))
 
-    def names(self) -> List[str]:
-        return list(self._stats)
-
     def mean(self, name: str) -> float:
         return self._stats[name].mean if name in self._stats else float("nan")
-
-    def num(self, name: str) -> float:
-        return self._stats[name].num if name in self._stats else 0
 
     def as_dict(self) -> Dict[str, dict]:
         return {name: dict(stat) for name, stat in self._stats.items()}

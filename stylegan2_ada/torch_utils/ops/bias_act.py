@@ -19,17 +19,16 @@ class _ActivationSpec(NamedTuple):
     has_2nd_grad: bool
 
 
-_spec = _ActivationSpec
 activation_funcs: Dict[str, _ActivationSpec] = {
-    "linear": _spec(lambda x, alpha: x, 0, 1, False),
-    "relu": _spec(lambda x, alpha: F.relu(x), 0, math.sqrt(2), False),
-    "lrelu": _spec(lambda x, alpha: F.leaky_relu(x, alpha), 0.2, math.sqrt(2), False),
-    "tanh": _spec(lambda x, alpha: torch.tanh(x), 0, 1, True),
-    "sigmoid": _spec(lambda x, alpha: torch.sigmoid(x), 0, 1, True),
-    "elu": _spec(lambda x, alpha: F.elu(x), 0, 1, True),
-    "selu": _spec(lambda x, alpha: F.selu(x), 0, 1, True),
-    "softplus": _spec(lambda x, alpha: F.softplus(x), 0, 1, True),
-    "swish": _spec(lambda x, alpha: torch.sigmoid(x) * x, 0, math.sqrt(2), True),
+    "linear": _ActivationSpec(lambda x, alpha: x, 0, 1, False),
+    "relu": _ActivationSpec(lambda x, alpha: F.relu(x), 0, math.sqrt(2), False),
+    "lrelu": _ActivationSpec(lambda x, alpha: F.leaky_relu(x, alpha), 0.2, math.sqrt(2), False),
+    "tanh": _ActivationSpec(lambda x, alpha: torch.tanh(x), 0, 1, True),
+    "sigmoid": _ActivationSpec(lambda x, alpha: torch.sigmoid(x), 0, 1, True),
+    "elu": _ActivationSpec(lambda x, alpha: F.elu(x), 0, 1, True),
+    "selu": _ActivationSpec(lambda x, alpha: F.selu(x), 0, 1, True),
+    "softplus": _ActivationSpec(lambda x, alpha: F.softplus(x), 0, 1, True),
+    "swish": _ActivationSpec(lambda x, alpha: torch.sigmoid(x) * x, 0, math.sqrt(2), True),
 }
 
 

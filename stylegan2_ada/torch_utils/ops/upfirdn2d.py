@@ -183,9 +183,11 @@ def upfirdn2d(
     if f is None:
         f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
     up, down, pads = _as_pair(up), _as_pair(down), _as_padding(padding)
-    if x.device.type == "cpu" and not f.requires_grad and _separable_taps(f, flip_filter, gain, x.dtype) is not None:
-        return _UpFirDn2dSeparableCpu.apply(x, f, up, down, pads, flip_filter, gain)
-    return _upfirdn2d_conv(x, f, up, down, pads, flip_filter, gain)
+    taps = _oriented_taps(f, flip_filter, gain, x.dtype)
+    factors = (taps, taps) if taps.ndim == 1 else _rank_one_factors(taps)
+    if x.device.type == "cpu" and not f.requires_grad and factors is not None:
+        return _UpFirDn2dSeparableCpu.apply(x, f, factors, up, down, pads, flip_filter, gain)
+    return _upfirdn2d_conv(x, taps, factors, up, down, pads)
 
 
 def _oriented_taps(f: torch.Tensor, flip_filter: bool, gain: float, dtype: torch.dtype) -> torch.Tensor:
@@ -195,17 +197,12 @@ def _oriented_taps(f: torch.Tensor, flip_filter: bool, gain: float, dtype: torch
     return taps if flip_filter else taps.flip(list(range(taps.ndim)))
 
 
-def _separable_taps(f: torch.Tensor, flip_filter: bool, gain: float, dtype: torch.dtype):
-    """(column taps, row taps) when the filter is 1D or a rank-one 2D filter, else None."""
-    taps = _oriented_taps(f, flip_filter, gain, dtype)
-    return (taps, taps) if taps.ndim == 1 else _rank_one_factors(taps)
+def _upfirdn2d_conv(x, taps, factors, up, down, pads) -> torch.Tensor:
+    """Reference formulation with depthwise convolutions (GPUs, learnable or non-separable filters).
 
-
-def _upfirdn2d_conv(x, f, up, down, pads, flip_filter, gain) -> torch.Tensor:
-    """Reference formulation with depthwise convolutions (GPUs, learnable or non-separable filters)."""
+    ``taps`` are the oriented filter taps; ``factors`` their (column, row) split when separable.
+    """
     x = _pad_or_crop(_zero_stuff(x, *up), pads)
-    taps = _oriented_taps(f, flip_filter, gain, x.dtype)
-    factors = (taps, taps) if taps.ndim == 1 else _rank_one_factors(taps)
     if factors is None:
         return _depthwise(x, taps, stride=(down[1], down[0]))
     col, row = factors
@@ -223,8 +220,8 @@ class _UpFirDn2dSeparableCpu(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, f, up, down, pads, flip_filter, gain):
-        col, row = _separable_taps(f, flip_filter, gain, x.dtype)
+    def forward(ctx, x, f, factors, up, down, pads, flip_filter, gain):
+        col, row = factors
         ctx.save_for_backward(f)
         ctx.params = (up, down, pads, flip_filter, gain, x.shape)
         y = _zero_stuff(x, *up)
@@ -244,7 +241,7 @@ class _UpFirDn2dSeparableCpu(torch.autograd.Function):
             g0 = k - 1 - p0
             grad_pads += [g0, (in_len - 1) * u + k - out_len * d - g0]
         grad_x = upfirdn2d(grad, f, up=down, down=up, padding=grad_pads, flip_filter=not flip_filter, gain=gain)
-        return grad_x, None, None, None, None, None, None
+        return grad_x, None, None, None, None, None, None, None
 
 
 def filter2d(
