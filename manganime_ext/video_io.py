@@ -1,28 +1,25 @@
-"""Decoding episodes through ffmpeg (imageio-ffmpeg): any container it reads, streamed frame by frame.
+"""Decoding episodes through ffmpeg (the binary imageio-ffmpeg ships): any container it reads, streamed.
 
 Stride, trim and resize all happen inside ffmpeg (``select``/``scale`` filters, ``-ss``/``-t``), so
-Python only receives the frames it keeps, already at their final size: decoding stays close to
-ffmpeg's own speed and memory is one frame, whatever the episode's length.
+Python only receives the frames it keeps, already at their final size. We run the binary ourselves
+rather than through ``imageio_ffmpeg.read_frames``: that reader concatenates each frame from small
+reads and polls stderr from a thread, which on 2 cores cost more CPU than decoding a 256 px episode.
+Here each frame is read straight into its own numpy array, and ffmpeg's log goes to an anonymous temp
+file (it can be long on a damaged file, and must never block the pipe), read back once for the header
+and, on failure, for the error line. Memory is one frame, whatever the episode's length.
 """
 
-import logging
 import os
-from typing import Iterator, List, Optional, Tuple
+import re
+import subprocess
+import tempfile
+from typing import BinaryIO, Iterator, List, Optional, Tuple
 
 import imageio_ffmpeg
 import numpy as np
 
 TRANSFORMS = ("squash", "center-crop", "letterbox")
-
-
-class _ExpectedResize(logging.Filter):
-    """We always rescale inside ffmpeg, so imageio-ffmpeg's warning that sizes differ is noise."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "different from the source frame size" not in record.getMessage()
-
-
-logging.getLogger("imageio_ffmpeg").addFilter(_ExpectedResize())
+PIPE_BYTES = 1 << 20  # a larger pipe lets ffmpeg run ahead by a few frames instead of waiting on each read
 
 
 class VideoError(ValueError):
@@ -49,8 +46,26 @@ def ffmpeg_args(resolution: int, transform: str, stride: int, start: Optional[fl
                 duration: Optional[float]) -> Tuple[List[str], List[str]]:
     """(input params, output params) for ffmpeg; shared with the benchmark so both decode alike."""
     inputs = (["-ss", str(start)] if start else []) + (["-t", str(duration)] if duration else [])
-    outputs = ["-vf", scale_filter(resolution, transform, stride), "-fps_mode", "passthrough"]
+    outputs = ["-map", "0:v:0", "-vf", scale_filter(resolution, transform, stride), "-fps_mode", "passthrough",
+               "-f", "rawvideo", "-pix_fmt", "rgb24"]
     return inputs, outputs
+
+
+def parse_header(log: str) -> dict:
+    """fps, duration (s) and source_size [w, h] of the first video stream, from ffmpeg's input report."""
+    meta = {"fps": None, "duration": None, "source_size": None}
+    m = re.search(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", log)
+    if m:
+        meta["duration"] = int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
+    stream = re.search(r"Stream #0:\d+.*?: Video: (.*)", log.split("Output #0")[0])
+    if stream:
+        size = re.search(r"\b(\d{1,5})x(\d{1,5})\b", stream[1])
+        rate = re.search(r"([\d.]+)(k?) (?:fps|tbr)\b", stream[1])
+        if size:
+            meta["source_size"] = [int(size[1]), int(size[2])]
+        if rate:
+            meta["fps"] = float(rate[1]) * (1000 if rate[2] else 1)
+    return meta
 
 
 def read_video(path: str, resolution: int, transform: str = "squash", stride: int = 1,
@@ -58,28 +73,84 @@ def read_video(path: str, resolution: int, transform: str = "squash", stride: in
     """(metadata, frames): frames are HWC uint8 ``resolution`` squares, every ``stride``-th of the (trimmed) video.
 
     The metadata (fps, duration, source size, ``expected_frames`` for a progress bar) is read before
-    any frame, so an unreadable file fails here, with a VideoError naming it.
+    the frames are handed out, so an unreadable file fails here, with a VideoError naming it.
     """
     if not os.path.isfile(path):
         raise VideoError(f"{path}: no such video file")
     inputs, outputs = ffmpeg_args(resolution, transform, stride, start, duration)
-    gen = imageio_ffmpeg.read_frames(path, pix_fmt="rgb24", input_params=inputs, output_params=outputs)
-    try:
-        meta = next(gen)
-    except (OSError, RuntimeError, StopIteration):
-        gen.close()
-        raise VideoError(f"{path}: ffmpeg cannot read this file as video (corrupt or not a video)") from None
-    seconds = min(meta.get("duration") or 0.0, duration or float("inf")) - (0 if duration else start or 0)
-    meta["expected_frames"] = max(0, int(round(seconds * (meta.get("fps") or 0) / stride)))
-    return meta, _frames(path, gen, resolution)
-
-
-def _frames(path: str, gen: Iterator[bytes], resolution: int) -> Iterator[np.ndarray]:
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", *inputs, "-i", path,
+           *outputs, "pipe:1"]
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, bufsize=0)
+    _widen_pipe(proc.stdout)
     shape = (resolution, resolution, 3)
     try:
-        for buf in gen:
-            yield np.frombuffer(buf, np.uint8).reshape(shape)
-    except (OSError, RuntimeError) as e:
-        raise VideoError(f"{path}: decoding failed part-way ({str(e).splitlines()[0]})") from None
+        first = _read_frame(path, proc.stdout, shape)
+    except BaseException:
+        _stop(proc, log)
+        raise
+    if first is None and proc.wait() != 0:
+        _stop(proc, log)
+        raise VideoError(f"{path}: ffmpeg cannot read this file as video (corrupt or not a video)")
+    meta = parse_header(_log_text(log, head=True))
+    seconds = min(meta["duration"] or 0.0, duration or float("inf")) - (0 if duration else start or 0)
+    meta["expected_frames"] = max(0, int(round(seconds * (meta["fps"] or 0) / stride)))
+    return meta, _frames(path, proc, log, first, shape)
+
+
+def _frames(path: str, proc: subprocess.Popen, log: BinaryIO, frame: Optional[np.ndarray],
+            shape: Tuple[int, int, int]) -> Iterator[np.ndarray]:
+    """The frames from ``frame`` on; ffmpeg is stopped when the consumer stops early."""
+    try:
+        while frame is not None:
+            yield frame
+            frame = _read_frame(path, proc.stdout, shape)
+        if proc.wait() != 0:
+            raise VideoError(f"{path}: decoding failed part-way ({_last_error(_log_text(log, head=False))})")
     finally:
-        gen.close()
+        _stop(proc, log)
+
+
+def _read_frame(path: str, pipe: BinaryIO, shape: Tuple[int, int, int]) -> Optional[np.ndarray]:
+    """The next frame read straight into a new array; None at the end of the stream."""
+    frame = np.empty(shape, np.uint8)
+    view, got = memoryview(frame).cast("B"), 0
+    while got < len(view):
+        n = pipe.readinto(view[got:])
+        if not n:
+            if got == 0:
+                return None
+            raise VideoError(f"{path}: ffmpeg stopped inside a frame ({got} of {len(view)} bytes)")
+        got += n
+    return frame
+
+
+def _widen_pipe(pipe: BinaryIO) -> None:
+    """Best effort: Linux lets a process enlarge a pipe (F_SETPIPE_SZ); elsewhere the default stays."""
+    try:
+        import fcntl
+        fcntl.fcntl(pipe.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+    except (ImportError, OSError):
+        pass
+
+
+def _log_text(log: BinaryIO, head: bool, size: int = 1 << 16) -> str:
+    """The first (header) or last (error) ``size`` bytes of ffmpeg's log, which a damaged file can make long.
+
+    pread, not seek + read: ffmpeg shares the file's offset and may still be appending to it.
+    """
+    end = os.fstat(log.fileno()).st_size
+    return os.pread(log.fileno(), size, 0 if head else max(0, end - size)).decode("utf-8", "replace")
+
+
+def _last_error(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "no message from ffmpeg"
+
+
+def _stop(proc: subprocess.Popen, log: BinaryIO) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    log.close()
