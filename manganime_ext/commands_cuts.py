@@ -114,7 +114,7 @@ def _cut_truth(path: str, stores: Dict[str, FrameStore]) -> Dict[str, List[int]]
 @click.option("--window", default=8, show_default=True, type=click.IntRange(min=2), help="adaptive: +-pairs judged.")
 @click.option("--ratio", default=cuts_lib.RATIO, show_default=True, type=click.FloatRange(min=1),
               help="adaptive: how far 1 - rho must stand above the local level.")
-@click.option("--min-drop", default=0.01, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--min-drop", default=cuts_lib.MIN_DROP, show_default=True, type=click.FloatRange(0, 1),
               help="adaptive: smallest 1 - rho that can be a cut.")
 @click.option("--min-gap", default=4, show_default=True, type=click.IntRange(min=1),
               help="adaptive: fewest frames between two cuts.")

@@ -9,7 +9,7 @@ import PIL.Image
 import pytest
 from click.testing import CliRunner
 
-from manganime_ext import cuts
+from manganime_ext import cuts, photo_clip
 from manganime_ext.commands_cuts import cuts_cmd
 from manganime_ext.frame_store import FrameStore, write_frames
 
@@ -29,6 +29,23 @@ def test_adaptive_ignores_twos_and_pan_onset():
     rho = 1.0 - d
     assert cuts.adaptive_cuts(rho) == [70]
     assert cuts.cosine_cuts(rho, 0.9) == [70] and cuts.cosine_cuts(rho, 0.95) == list(range(42, 101, 2))
+
+
+def test_adaptive_cut_into_fast_motion_and_pose_change():
+    # A still shot on twos, then a cut at 40 into a fast, uneven pan: the cut stands 10x above the still
+    # side but only ~1.25x above the pan, which the rule for both sides alone (busy >= RATIO) misses.
+    d = np.zeros(100)
+    d[1:40:2] = 0.006
+    d[41:100:2] = np.random.RandomState(0).uniform(0.025, 0.06, 30)
+    d[39] = 0.07
+    assert cuts.adaptive_cuts(1.0 - d) == [40]
+    assert cuts.adaptive_cuts(1.0 - d, quiet_ratio=np.inf) == []
+    onset = d.copy()
+    onset[39] = d[41]                          # the same pan starting within one shot: no spike, no cut
+    assert cuts.adaptive_cuts(1.0 - onset) == []
+    pose = np.zeros(60)
+    pose[30] = 0.012                           # a character switches pose in a still shot
+    assert cuts.adaptive_cuts(1.0 - pose) == [] and cuts.adaptive_cuts(1.0 - pose, min_drop=0.01) == [31]
 
 
 def test_match_and_stride():
@@ -72,28 +89,12 @@ def _photos(source: str):
     return out
 
 
-def _camera(photo: np.ndarray, frames: int, kind: str, size: int = 64):
-    """A shot over one photo: a pan across it or a zoom into it, rendered at ``size`` px."""
-    h, w = photo.shape[:2]
-    img = PIL.Image.fromarray(photo)
-    for t in range(frames):
-        u = t / (frames - 1)
-        if kind == "pan":
-            side = min(h, w) * 0.6
-            x0, y0 = (w - side) * (0.2 + 0.5 * u), (h - side) / 2
-        else:
-            side = min(h, w) * (1 - 0.6 * u)
-            x0, y0 = (w - side) / 2, (h - side) / 2
-        yield np.asarray(img.resize((size, size), PIL.Image.BILINEAR, box=(x0, y0, x0 + side, y0 + side)))
-
-
 @pytest.mark.parametrize("source", ["photos", "noise"])
 def test_photo_clip_pans_zooms_and_hard_cuts(source, tmp_path):
     shot = 30
-    frames = [f for i, p in enumerate(_photos(source)) for f in _camera(p, shot, "pan" if i % 2 == 0 else "zoom")]
-    write_frames(str(tmp_path / "clip"), iter(frames), {"source": source})
+    write_frames(str(tmp_path / "clip"), photo_clip.clip_frames(_photos(source), shot, 64), {"source": source})
     rho = FrameStore(str(tmp_path / "clip")).rho
-    truth = [shot * i for i in range(1, len(PHOTOS))]
+    truth = photo_clip.true_cuts(len(PHOTOS), shot)
     adaptive, fixed = cuts.detect(rho, "adaptive"), cuts.detect(rho, "cosine", cutoff=0.8)
     assert cuts.match(adaptive, truth)["recall"] == 1.0
     false_adaptive = len(adaptive) - cuts.match(adaptive, truth)["true_positives"]
