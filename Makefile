@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: env test bench bench-train demo clean
+.PHONY: env test bench bench-train bench-cuts demo clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ bench: $(STAMP)
 
 bench-train: $(STAMP)
 	$(PY) benchmarks/bench_train.py
+
+# PySceneDetect (headless OpenCV) is benchmark-only: requirements-bench.txt goes into the venv here alone.
+bench-cuts: $(STAMP)
+	$(PY) -m pip install -q -r requirements-bench.txt
+	$(PY) benchmarks/bench_cuts_pyscenedetect.py
 
 # The main job on built-in data: a short CPU training run (about 7 minutes on 2 cores)
 # that leaves a run directory with snapshots and image grids, then samples from it.
