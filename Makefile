@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: env test bench bench-train bench-cuts demo clean
+.PHONY: env test bench bench-train bench-frames bench-cuts demo clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ bench: $(STAMP)
 
 bench-train: $(STAMP)
 	$(PY) benchmarks/bench_train.py
+
+bench-frames: $(STAMP)
+	$(PY) benchmarks/bench_frames.py
+	$(PY) benchmarks/bench_cuts_align.py
 
 # PySceneDetect (headless OpenCV) is benchmark-only: requirements-bench.txt goes into the venv here alone.
 bench-cuts: $(STAMP)

@@ -7,7 +7,9 @@ Every side decodes the same synthetic episode, keeps every 2nd frame and squashe
 same ffmpeg filter chain. Two baselines, each ffmpeg alone: writing the raw frames to /dev/null (decode
 and scale only) and to a raw file beside the store (decode, scale and store, what `ffmpeg -f rawvideo`
 by hand gives; the store's own file is this, plus rho and a header). The three runs are interleaved
-``--rounds`` times and each figure is the median, so drifting load on a shared machine hits all alike.
+``--rounds`` times and each figure is the median, so drifting load on a shared machine hits all alike;
+before each run the previous runs' written data is flushed (os.sync), so that no run pays for another's
+disk writeback.
 
 Peak memory is the store process's own high-water mark (VmHWM, reset at exec; ru_maxrss is not, and
 inherits the parent's size) and ffmpeg's (ru_maxrss of the finished child). Random access copies frame
@@ -53,6 +55,7 @@ def ffmpeg_alone(video: str, target: str) -> float:
     """Seconds for ffmpeg to decode, stride and scale ``video`` into raw frames at ``target``."""
     inputs, outputs = video_io.ffmpeg_args(256, "squash", 2, None, None)
     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-nostdin", *inputs, "-i", video, *outputs, "-y", target]
+    os.sync()
     t = time.perf_counter()
     subprocess.run(cmd, check=True)
     return time.perf_counter() - t
@@ -61,6 +64,7 @@ def ffmpeg_alone(video: str, target: str) -> float:
 def store_run(video: str, out: str):
     """(frames, seconds, store process peak MiB, ffmpeg peak MiB) of frame_store.write_episode, in a fresh process."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    os.sync()
     res = subprocess.run([sys.executable, "-c", STORE_CHILD, root, video, out], check=True, capture_output=True,
                          text=True)
     n, sec, hwm_kib, ffmpeg_kib = res.stdout.split()

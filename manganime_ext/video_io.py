@@ -44,9 +44,12 @@ def scale_filter(resolution: int, transform: str, stride: int = 1) -> str:
 
 def ffmpeg_args(resolution: int, transform: str, stride: int, start: Optional[float],
                 duration: Optional[float]) -> Tuple[List[str], List[str]]:
-    """(input params, output params) for ffmpeg; shared with the benchmark so both decode alike."""
+    """(input params, output params) for ffmpeg; shared with the benchmark so both decode alike.
+
+    ``0:V:0`` is the first video stream that is not cover art: a container may list a poster first.
+    """
     inputs = (["-ss", str(start)] if start else []) + (["-t", str(duration)] if duration else [])
-    outputs = ["-map", "0:v:0", "-vf", scale_filter(resolution, transform, stride), "-fps_mode", "passthrough",
+    outputs = ["-map", "0:V:0", "-vf", scale_filter(resolution, transform, stride), "-fps_mode", "passthrough",
                "-f", "rawvideo", "-pix_fmt", "rgb24"]
     return inputs, outputs
 

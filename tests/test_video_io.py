@@ -70,6 +70,17 @@ def test_other_containers_decode_alike(tiny_series, tmp_path, container):
     assert a.shape == b.shape and np.array_equal(a, b)
 
 
+def test_audio_track_is_ignored(tiny_series, tmp_path):
+    series, truth = tiny_series
+    mp4 = str(series / truth["episodes"][0]["file"])
+    with_audio = str(tmp_path / "with_audio.mkv")
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", mp4, "-f", "lavfi", "-i", "sine=duration=6",
+                    "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "aac", with_audio], check=True)
+    a = np.stack(list(video_io.read_video(mp4, 32)[1]))
+    b = np.stack(list(video_io.read_video(with_audio, 32)[1]))
+    assert a.shape == b.shape and np.array_equal(a, b)
+
+
 def test_stopping_early_ends_ffmpeg(tiny_series):
     series, truth = tiny_series
     _, frames = video_io.read_video(str(series / truth["episodes"][0]["file"]), 32)
