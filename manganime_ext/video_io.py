@@ -3,16 +3,17 @@
 Stride, trim and resize all happen inside ffmpeg (``select``/``scale`` filters, ``-ss``/``-t``), so
 Python only receives the frames it keeps, already at their final size. We run the binary ourselves
 rather than through ``imageio_ffmpeg.read_frames``: that reader concatenates each frame from small
-reads and polls stderr from a thread, which on 2 cores cost more CPU than decoding a 256 px episode.
-Here each frame is read straight into its own numpy array, and ffmpeg's log goes to an anonymous temp
-file (it can be long on a damaged file, and must never block the pipe), read back once for the header
-and, on failure, for the error line. Memory is one frame, whatever the episode's length.
+reads and polls stderr 20 bytes at a time from a thread, which on 2 cores cost more CPU than decoding
+a 256 px episode. Here each frame is read straight into its own numpy array, and a thread that sleeps
+in blocking reads drains ffmpeg's log (it can be long on a damaged file, and must never block the
+pipe), keeping its head for the header and its tail for the error line. Memory is one frame, whatever
+the episode's length.
 """
 
 import os
 import re
 import subprocess
-import tempfile
+import threading
 from typing import BinaryIO, Iterator, List, Optional, Tuple
 
 import imageio_ffmpeg
@@ -83,8 +84,8 @@ def read_video(path: str, resolution: int, transform: str = "squash", stride: in
     inputs, outputs = ffmpeg_args(resolution, transform, stride, start, duration)
     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", *inputs, "-i", path,
            *outputs, "pipe:1"]
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, bufsize=0)
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    log = _Log(proc.stderr)
     _widen_pipe(proc.stdout)
     shape = (resolution, resolution, 3)
     try:
@@ -95,13 +96,13 @@ def read_video(path: str, resolution: int, transform: str = "squash", stride: in
     if first is None and proc.wait() != 0:
         _stop(proc, log)
         raise VideoError(f"{path}: ffmpeg cannot read this file as video (corrupt or not a video)")
-    meta = parse_header(_log_text(log, head=True))
+    meta = parse_header(log.header())
     seconds = min(meta["duration"] or 0.0, duration or float("inf")) - (0 if duration else start or 0)
     meta["expected_frames"] = max(0, int(round(seconds * (meta["fps"] or 0) / stride)))
     return meta, _frames(path, proc, log, first, shape)
 
 
-def _frames(path: str, proc: subprocess.Popen, log: BinaryIO, frame: Optional[np.ndarray],
+def _frames(path: str, proc: subprocess.Popen, log: "_Log", frame: Optional[np.ndarray],
             shape: Tuple[int, int, int]) -> Iterator[np.ndarray]:
     """The frames from ``frame`` on; ffmpeg is stopped when the consumer stops early."""
     try:
@@ -109,9 +110,46 @@ def _frames(path: str, proc: subprocess.Popen, log: BinaryIO, frame: Optional[np
             yield frame
             frame = _read_frame(path, proc.stdout, shape)
         if proc.wait() != 0:
-            raise VideoError(f"{path}: decoding failed part-way ({_last_error(_log_text(log, head=False))})")
+            raise VideoError(f"{path}: decoding failed part-way ({log.last_line()})")
     finally:
         _stop(proc, log)
+
+
+class _Log(threading.Thread):
+    """Drains ffmpeg's stderr so that ffmpeg never blocks on it, keeping the first and last ``keep`` bytes."""
+
+    HEADER_END = (b"Stream mapping:", b"Output #0")  # ffmpeg prints these before it writes any frame
+
+    def __init__(self, pipe: BinaryIO, keep: int = 1 << 16):
+        super().__init__(daemon=True)
+        self.pipe, self.keep = pipe, keep
+        self.head, self.tail = b"", b""
+        self.header_seen = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        try:
+            for chunk in iter(lambda: self.pipe.read(1 << 16), b""):
+                if len(self.head) < self.keep:
+                    self.head += chunk[: self.keep - len(self.head)]
+                    if any(mark in self.head for mark in self.HEADER_END):
+                        self.header_seen.set()
+                self.tail = (self.tail + chunk)[-self.keep:]
+        except (OSError, ValueError):  # the pipe was closed under us: ffmpeg is being stopped
+            pass
+        finally:
+            self.header_seen.set()
+
+    def header(self) -> str:
+        """ffmpeg's input report; called once a frame (or the end) has come, so it is already written."""
+        self.header_seen.wait(timeout=10)
+        return self.head.decode("utf-8", "replace")
+
+    def last_line(self) -> str:
+        """The last line ffmpeg logged (its reason for failing); call after ffmpeg has exited."""
+        self.join(timeout=10)
+        lines = [line.strip() for line in self.tail.decode("utf-8", "replace").splitlines() if line.strip()]
+        return lines[-1] if lines else "no message from ffmpeg"
 
 
 def _read_frame(path: str, pipe: BinaryIO, shape: Tuple[int, int, int]) -> Optional[np.ndarray]:
@@ -137,23 +175,10 @@ def _widen_pipe(pipe: BinaryIO) -> None:
         pass
 
 
-def _log_text(log: BinaryIO, head: bool, size: int = 1 << 16) -> str:
-    """The first (header) or last (error) ``size`` bytes of ffmpeg's log, which a damaged file can make long.
-
-    pread, not seek + read: ffmpeg shares the file's offset and may still be appending to it.
-    """
-    end = os.fstat(log.fileno()).st_size
-    return os.pread(log.fileno(), size, 0 if head else max(0, end - size)).decode("utf-8", "replace")
-
-
-def _last_error(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else "no message from ffmpeg"
-
-
-def _stop(proc: subprocess.Popen, log: BinaryIO) -> None:
+def _stop(proc: subprocess.Popen, log: _Log) -> None:
     if proc.poll() is None:
         proc.kill()
     proc.wait()
     proc.stdout.close()
-    log.close()
+    log.join(timeout=10)
+    proc.stderr.close()

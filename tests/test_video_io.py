@@ -1,5 +1,6 @@
 """Video decoding and the similarity maths under ``frames``: exact rho, ffmpeg's header, containers, early stop."""
 
+import os
 import subprocess
 
 import imageio_ffmpeg
@@ -96,3 +97,16 @@ def test_not_a_video(tmp_path):
     with pytest.raises(video_io.VideoError, match="notes.webm: ffmpeg cannot read"):
         video_io.read_video(str(text), 32)
     assert not [p for p in psutil.Process().children() if "ffmpeg" in p.name()]
+
+
+def test_log_drain_keeps_header_and_last_line_of_a_long_log():
+    read_end, write_end = os.pipe()
+    log = video_io._Log(os.fdopen(read_end, "rb", buffering=0), keep=4096)
+    with os.fdopen(write_end, "wb") as w:
+        w.write(HEADER.encode())
+        for i in range(20000):                 # ~600 KB of per-frame complaints, far past ``keep``
+            w.write(f"[h264 @ 0x1] error while decoding MB {i}\n".encode())
+        w.write(b"Error while decoding stream #0:0: Invalid data found when processing input\n")
+    assert video_io.parse_header(log.header())["source_size"] == [1920, 1080]
+    assert log.last_line() == "Error while decoding stream #0:0: Invalid data found when processing input"
+    assert len(log.head) == len(log.tail) == 4096 and not log.is_alive()
