@@ -84,28 +84,27 @@ def read_video(path: str, resolution: int, transform: str = "squash", stride: in
     inputs, outputs = ffmpeg_args(resolution, transform, stride, start, duration)
     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", *inputs, "-i", path,
            *outputs, "pipe:1"]
+    stream = _decode(path, cmd, (resolution, resolution, 3))
+    meta = next(stream)
+    seconds = min(meta["duration"] or 0.0, duration or float("inf")) - (0 if duration else start or 0)
+    meta["expected_frames"] = max(0, int(round(seconds * (meta["fps"] or 0) / stride)))
+    return meta, stream
+
+
+def _decode(path: str, cmd: List[str], shape: Tuple[int, int, int]) -> Iterator:
+    """Run ffmpeg; yield its header's metadata, then the frames.
+
+    One generator from start to end, already started when ``read_video`` returns it, so closing it (or
+    dropping it) stops ffmpeg whether or not a single frame was taken.
+    """
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
     log = _Log(proc.stderr)
     _widen_pipe(proc.stdout)
-    shape = (resolution, resolution, 3)
     try:
-        first = _read_frame(path, proc.stdout, shape)
-    except BaseException:
-        _stop(proc, log)
-        raise
-    if first is None and proc.wait() != 0:
-        _stop(proc, log)
-        raise VideoError(f"{path}: ffmpeg cannot read this file as video (corrupt or not a video)")
-    meta = parse_header(log.header())
-    seconds = min(meta["duration"] or 0.0, duration or float("inf")) - (0 if duration else start or 0)
-    meta["expected_frames"] = max(0, int(round(seconds * (meta["fps"] or 0) / stride)))
-    return meta, _frames(path, proc, log, first, shape)
-
-
-def _frames(path: str, proc: subprocess.Popen, log: "_Log", frame: Optional[np.ndarray],
-            shape: Tuple[int, int, int]) -> Iterator[np.ndarray]:
-    """The frames from ``frame`` on; ffmpeg is stopped when the consumer stops early."""
-    try:
+        frame = _read_frame(path, proc.stdout, shape)
+        if frame is None and proc.wait() != 0:
+            raise VideoError(f"{path}: ffmpeg cannot read this file as video (corrupt or not a video)")
+        yield parse_header(log.header())
         while frame is not None:
             yield frame
             frame = _read_frame(path, proc.stdout, shape)

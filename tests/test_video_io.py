@@ -91,6 +91,14 @@ def test_stopping_early_ends_ffmpeg(tiny_series):
     assert not [p for p in psutil.Process().children() if "ffmpeg" in p.name()]
 
 
+def test_closing_before_the_first_frame_ends_ffmpeg(tiny_series):
+    series, truth = tiny_series
+    _, frames = video_io.read_video(str(series / truth["episodes"][0]["file"]), 32)
+    assert any("ffmpeg" in p.name() for p in psutil.Process().children())
+    frames.close()
+    assert not [p for p in psutil.Process().children() if "ffmpeg" in p.name()]
+
+
 def test_not_a_video(tmp_path):
     text = tmp_path / "notes.webm"
     text.write_text("not a video\n" * 100)
