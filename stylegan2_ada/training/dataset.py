@@ -10,6 +10,7 @@ Problems the user can fix in their data raise :class:`DatasetError` with one lin
 the file; everything else is a bug and may traceback.
 """
 
+import abc
 import json
 import os
 import zipfile
@@ -51,11 +52,14 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-class Dataset(torch.utils.data.Dataset):
+class Dataset(torch.utils.data.Dataset, abc.ABC):
     """Base class: maps item indices to raw images, adds x-flip copies and labels.
 
     Items are ``(image, label)``: ``image`` uint8 ``[C, H, W]``, ``label`` float32 (a one-hot
     row for integer class labels, the stored vector for float labels, shape ``[0]`` without).
+    Every item points at one raw image (``_sources``) and says whether it is mirrored
+    (``_mirrored``); the subset and the mirror copies are nothing more than that table.
+    Subclasses implement :meth:`_read_image` and :meth:`_read_labels`.
     """
 
     def __init__(
@@ -67,35 +71,26 @@ class Dataset(torch.utils.data.Dataset):
         xflip: bool = False,             # Append a horizontally flipped copy of every item (doubles len).
         random_seed: int = 0,            # Seed that picks the max_size subset.
     ) -> None:
+        num_raw, *item_shape = (int(size) for size in raw_shape)
         self._name = name
-        self._raw_shape = list(raw_shape)
-        self._use_labels = use_labels
-        self._raw_labels: Optional[np.ndarray] = None
-        self._label_shape: Optional[List[int]] = None
-
-        num_raw = self._raw_shape[0]
-        self._raw_idx = np.arange(num_raw, dtype=np.int64)
-        if max_size is not None and num_raw > max_size:
-            # Sorted, so that a subset reads the underlying files in order.
-            chosen = np.random.RandomState(random_seed).permutation(num_raw)[:max_size]
-            self._raw_idx = np.sort(chosen).astype(np.int64)
-        self._xflip = np.zeros(self._raw_idx.size, dtype=np.uint8)
-        if xflip:
-            self._raw_idx = np.concatenate([self._raw_idx, self._raw_idx])
-            self._xflip = np.concatenate([self._xflip, np.ones_like(self._xflip)])
-
-        if use_labels:
-            self._get_raw_labels()  # Fail now, not in the middle of training.
+        self._item_shape = item_shape  # [C, H, W] of every image
+        chosen = _pick_subset(num_raw, max_size, random_seed)
+        self._sources = np.tile(chosen, 2 if xflip else 1)
+        self._mirrored = np.arange(self._sources.size) >= chosen.size
+        # Labels are read here, not on first use: a broken dataset.json fails before training starts.
+        self._labels = self._checked_labels(num_raw) if use_labels else np.zeros([num_raw, 0], np.float32)
+        self._label_dims = ([int(self._labels.max(initial=-1)) + 1] if self._labels.dtype == np.int64
+                            else list(self._labels.shape[1:]))
 
     # --- what subclasses provide ------------------------------------------------------------
 
-    def _load_raw_image(self, raw_idx: int) -> np.ndarray:
-        """Raw image ``raw_idx`` as uint8 ``[C, H, W]``."""
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _read_image(self, raw_index: int) -> np.ndarray:
+        """Raw image ``raw_index`` as uint8 ``[C, H, W]``."""
 
-    def _load_raw_labels(self) -> Optional[np.ndarray]:
+    @abc.abstractmethod
+    def _read_labels(self) -> Optional[np.ndarray]:
         """All raw labels: int64 ``[N]`` class indices, float32 ``[N, D]`` vectors, or None."""
-        raise NotImplementedError
 
     def close(self) -> None:
         """Release open files; a later read re-opens them."""
@@ -106,45 +101,41 @@ class Dataset(torch.utils.data.Dataset):
 
     # --- labels -------------------------------------------------------------------------------
 
-    def _get_raw_labels(self) -> np.ndarray:
-        """Raw labels of every raw item, loaded once; zeros ``[N, 0]`` when labels are off."""
-        if self._raw_labels is None:
-            raw = self._load_raw_labels() if self._use_labels else None
-            if raw is None:
-                raw = np.zeros([self._raw_shape[0], 0], dtype=np.float32)
-            assert raw.shape[0] == self._raw_shape[0], "one label per raw image"
-            assert (raw.dtype == np.int64 and raw.ndim == 1 and np.all(raw >= 0)) or \
-                (raw.dtype == np.float32 and raw.ndim == 2), "labels: int64 [N] >= 0 or float32 [N, D]"
-            self._raw_labels = raw
-        return self._raw_labels
+    def _checked_labels(self, num_raw: int) -> np.ndarray:
+        """The subclass's labels after a sanity check; zeros ``[N, 0]`` when it has none."""
+        labels = self._read_labels()
+        if labels is None:
+            return np.zeros([num_raw, 0], np.float32)
+        classes = labels.dtype == np.int64 and labels.ndim == 1 and bool(np.all(labels >= 0))
+        vectors = labels.dtype == np.float32 and labels.ndim == 2
+        assert classes or vectors, "labels: int64 [N] >= 0 or float32 [N, D]"
+        assert len(labels) == num_raw, f"{len(labels)} labels for {num_raw} raw images"
+        return labels
 
     def get_label(self, idx: int) -> np.ndarray:
         """Label of item ``idx`` as float32: a one-hot row for class labels, else the vector."""
-        label = self._get_raw_labels()[self._raw_idx[idx]]
-        if label.dtype == np.int64:
-            onehot = np.zeros(self.label_shape, dtype=np.float32)
-            onehot[label] = 1
-            return onehot
-        return label.copy()
+        stored = self._labels[self._sources[idx]]
+        if self.has_onehot_labels:
+            return (np.arange(self._label_dims[0]) == stored).astype(np.float32)
+        return np.array(stored, np.float32)
 
     def get_details(self, idx: int) -> EasyDict:
         """Where item ``idx`` comes from: raw index, whether it is flipped, its raw label."""
-        raw_idx = int(self._raw_idx[idx])
-        return EasyDict(raw_idx=raw_idx, xflip=bool(self._xflip[idx]),
-                        raw_label=self._get_raw_labels()[raw_idx].copy())
+        source = int(self._sources[idx])
+        return EasyDict(raw_idx=source, xflip=bool(self._mirrored[idx]), raw_label=self._labels[source].copy())
 
     # --- items --------------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return int(self._raw_idx.size)
+        return len(self._sources)
 
     def __getitem__(self, idx: int) -> Tuple[np.ndarray, np.ndarray]:
-        image = self._load_raw_image(int(self._raw_idx[idx]))
-        assert image.dtype == np.uint8 and list(image.shape) == self.image_shape, \
-            f"raw image {list(image.shape)} {image.dtype}, expected {self.image_shape} uint8"
-        if self._xflip[idx]:
-            image = image[:, :, ::-1]
-        return np.ascontiguousarray(image), self.get_label(idx)
+        pixels = self._read_image(int(self._sources[idx]))
+        assert pixels.dtype == np.uint8 and list(pixels.shape) == self._item_shape, \
+            f"raw image {list(pixels.shape)} {pixels.dtype}, expected {self._item_shape} uint8"
+        if self._mirrored[idx]:
+            pixels = pixels[..., ::-1]  # the last axis is W
+        return np.ascontiguousarray(pixels), self.get_label(idx)
 
     # --- properties ---------------------------------------------------------------------------
 
@@ -155,42 +146,49 @@ class Dataset(torch.utils.data.Dataset):
     @property
     def image_shape(self) -> List[int]:
         """``[C, H, W]``."""
-        return list(self._raw_shape[1:])
+        return list(self._item_shape)
 
     @property
     def num_channels(self) -> int:
-        return self.image_shape[0]
+        channels, _height, _width = self._item_shape
+        return channels
 
     @property
     def resolution(self) -> int:
         """Side of the (square) images."""
-        _, height, width = self.image_shape
+        _, height, width = self._item_shape
         assert height == width, f"images are {width}x{height}, not square"
         return height
 
     @property
     def label_shape(self) -> List[int]:
         """``[num_classes]`` for class labels, ``[D]`` for float vectors, ``[0]`` without labels."""
-        if self._label_shape is None:
-            raw = self._get_raw_labels()
-            if raw.dtype == np.int64:
-                self._label_shape = [int(raw.max()) + 1]
-            else:
-                self._label_shape = list(raw.shape[1:])
-        return list(self._label_shape)
+        return list(self._label_dims)
 
     @property
     def label_dim(self) -> int:
-        assert len(self.label_shape) == 1
-        return self.label_shape[0]
+        (width,) = self._label_dims  # labels are rows: one dimension
+        return width
 
     @property
     def has_labels(self) -> bool:
-        return any(size != 0 for size in self.label_shape)
+        return any(size != 0 for size in self._label_dims)
 
     @property
     def has_onehot_labels(self) -> bool:
-        return self._get_raw_labels().dtype == np.int64
+        return self._labels.dtype == np.int64
+
+
+def _pick_subset(num_raw: int, max_size: Optional[int], seed: int) -> np.ndarray:
+    """Raw indices kept: all of them, or ``max_size`` drawn reproducibly from ``seed``.
+
+    The draw is the first ``max_size`` entries of a seeded permutation, so a given seed keeps
+    the same images as the official loader; sorted, so a subset reads its files in order.
+    """
+    if max_size is None or max_size >= num_raw:
+        return np.arange(num_raw, dtype=np.int64)
+    order = np.random.RandomState(seed).permutation(num_raw)
+    return np.sort(order[:max_size]).astype(np.int64)
 
 
 class ImageFolderDataset(Dataset):
@@ -206,31 +204,30 @@ class ImageFolderDataset(Dataset):
         resolution: Optional[int] = None,  # Expected image side; None = whatever the images are.
         **super_kwargs: Any,               # max_size, use_labels, xflip, random_seed: see Dataset.
     ) -> None:
-        self._path = os.fspath(path)
-        self._zipfile: Optional[zipfile.ZipFile] = None
-        self._zip_pid: Optional[int] = None
-        if not os.path.exists(self._path):
-            raise DatasetError(f"{self._path}: no such file or folder; give a folder of images "
-                               "or a .zip written by dataset_tool.py")
-        if os.path.isdir(self._path):
-            self._type = "dir"
-            all_fnames = _list_folder(self._path)
-        elif self._path.lower().endswith(".zip"):
-            self._type = "zip"
-            all_fnames = sorted(self._zip().namelist())
-        else:
-            raise DatasetError(f"{self._path}: not a folder or a .zip file; give a folder of "
+        self._source = os.fspath(path)
+        self._archive: Optional[zipfile.ZipFile] = None  # this process's zip handle, opened on first read
+        self._archive_pid: Optional[int] = None
+        self._in_zip = self._source.lower().endswith(".zip") and os.path.isfile(self._source)
+        if self._in_zip:
+            names = sorted(self._zip().namelist())
+        elif os.path.isdir(self._source):
+            names = _list_folder(self._source)
+        elif os.path.exists(self._source):
+            raise DatasetError(f"{self._source}: not a folder or a .zip file; give a folder of "
                                "images or a .zip written by dataset_tool.py")
+        else:
+            raise DatasetError(f"{self._source}: no such file or folder; give a folder of images "
+                               "or a .zip written by dataset_tool.py")
 
-        self._all_fnames = set(all_fnames)
-        image_exts = _image_extensions()
-        self._image_fnames = [f for f in all_fnames if os.path.splitext(f)[1].lower() in image_exts]
-        if not self._image_fnames:
-            raise DatasetError(f"{self._path}: no image files found (looked recursively for "
+        self._names = set(names)
+        readable = _image_extensions()
+        self._image_names = [n for n in names if os.path.splitext(n)[1].lower() in readable]
+        if not self._image_names:
+            raise DatasetError(f"{self._source}: no image files found (looked recursively for "
                                ".png, .jpg, ... files); add images or check the path")
 
         channels, height, width = self._check_headers()
-        first = self._where(self._image_fnames[0])
+        first = self._where(self._image_names[0])
         if width != height:
             raise DatasetError(f"{first}: images are {width}x{height}, not square; "
                                "crop or resize them to a square")
@@ -238,20 +235,17 @@ class ImageFolderDataset(Dataset):
             raise DatasetError(f"{first}: resolution {width} is not a power of two; "
                                "resize the images to e.g. 256x256 or 512x512")
         if resolution is not None and resolution != width:
-            raise DatasetError(f"{self._path}: images are {width}x{height} but resolution={resolution} "
+            raise DatasetError(f"{self._source}: images are {width}x{height} but resolution={resolution} "
                                "was asked for; resize the images or change the resolution")
 
-        name = os.path.splitext(os.path.basename(os.path.normpath(self._path)))[0]
-        raw_shape = [len(self._image_fnames), channels, height, width]
-        super().__init__(name=name, raw_shape=raw_shape, **super_kwargs)
+        stem = os.path.splitext(os.path.basename(os.path.normpath(self._source)))[0]
+        super().__init__(name=stem, raw_shape=[len(self._image_names), channels, height, width], **super_kwargs)
 
     # --- files ----------------------------------------------------------------------------------
 
-    def _where(self, fname: str) -> str:
-        """How to name ``fname`` to the user: a path for folders, zip plus member for zips."""
-        if self._type == "dir":
-            return os.path.join(self._path, fname)
-        return f"{self._path} (member {fname})"
+    def _where(self, member: str) -> str:
+        """How to name ``member`` to the user: a path for folders, zip plus member for zips."""
+        return f"{self._source} (member {member})" if self._in_zip else os.path.join(self._source, member)
 
     def _zip(self) -> zipfile.ZipFile:
         """This process's handle on the zip, opened on first use.
@@ -259,83 +253,82 @@ class ImageFolderDataset(Dataset):
         Re-opened in a forked DataLoader worker: processes sharing one OS file offset would
         corrupt each other's reads.
         """
-        if self._zipfile is None or self._zip_pid != os.getpid():
+        if self._archive_pid != os.getpid():
             try:
-                self._zipfile = zipfile.ZipFile(self._path)
+                self._archive = zipfile.ZipFile(self._source)
             except (zipfile.BadZipFile, OSError) as e:
-                raise DatasetError(f"{self._path}: cannot read the zip ({_one_line(e)}); "
+                raise DatasetError(f"{self._source}: cannot read the zip ({_one_line(e)}); "
                                    "re-create it with dataset_tool.py") from None
-            self._zip_pid = os.getpid()
-        return self._zipfile
+            self._archive_pid = os.getpid()
+        assert self._archive is not None
+        return self._archive
 
-    def _open_file(self, fname: str) -> BinaryIO:
-        """Open ``fname`` (a relative path with '/' separators) for binary reading."""
-        if self._type == "dir":
-            return open(os.path.join(self._path, fname), "rb")
-        return self._zip().open(fname, "r")
+    def _open(self, member: str) -> BinaryIO:
+        """Open ``member`` (a relative path with '/' separators) for binary reading."""
+        if self._in_zip:
+            return self._zip().open(member, "r")
+        return open(os.path.join(self._source, member), "rb")
 
     def close(self) -> None:
-        if self._zipfile is not None:
-            self._zipfile.close()
-        self._zipfile = None
-        self._zip_pid = None
+        handle, self._archive, self._archive_pid = self._archive, None, None
+        if handle is not None:
+            handle.close()
 
     def __getstate__(self) -> Dict[str, Any]:
-        return dict(super().__getstate__(), _zipfile=None, _zip_pid=None)
+        return dict(super().__getstate__(), _archive=None, _archive_pid=None)
 
     # --- images ---------------------------------------------------------------------------------
 
     def _check_headers(self) -> Tuple[int, int, int]:
         """``(C, H, W)`` shared by all images, read from headers; the first offender is an error."""
         first: Optional[Tuple[int, int, int]] = None
-        for fname in self._image_fnames:
+        for member in self._image_names:
             try:
-                with self._open_file(fname) as f, PIL.Image.open(f) as image:
+                with self._open(member) as f, PIL.Image.open(f) as image:
                     pil_mode, mode, width, height = image.mode, _decode_mode(image), image.width, image.height
             except _READ_ERRORS as e:
-                raise DatasetError(f"{self._where(fname)}: not a readable image ({_one_line(e)}); "
+                raise DatasetError(f"{self._where(member)}: not a readable image ({_one_line(e)}); "
                                    "fix or remove it") from None
             if mode is None:
-                raise DatasetError(f"{self._where(fname)}: PIL mode {pil_mode} (16-bit or float "
+                raise DatasetError(f"{self._where(member)}: PIL mode {pil_mode} (16-bit or float "
                                    "pixels) is not supported; convert the images to 8-bit")
             shape = (_CHANNELS[mode], height, width)
             if first is None:
                 first = shape
             elif shape != first:
                 raise DatasetError(
-                    f"{self._where(fname)}: {width}x{height} with {shape[0]} channel(s), but "
-                    f"{self._image_fnames[0]} is {first[2]}x{first[1]} with {first[0]}; all images "
+                    f"{self._where(member)}: {width}x{height} with {shape[0]} channel(s), but "
+                    f"{self._image_names[0]} is {first[2]}x{first[1]} with {first[0]}; all images "
                     "must share one size and channel count")
         assert first is not None
         return first
 
-    def _load_raw_image(self, raw_idx: int) -> np.ndarray:
-        fname = self._image_fnames[raw_idx]
+    def _read_image(self, raw_index: int) -> np.ndarray:
+        member = self._image_names[raw_index]
         try:
-            with self._open_file(fname) as f, PIL.Image.open(f) as image:
+            with self._open(member) as f, PIL.Image.open(f) as image:
                 pixels = np.asarray(image.convert(_decode_mode(image)))
         except _READ_ERRORS as e:
-            raise DatasetError(f"{self._where(fname)}: cannot decode image ({_one_line(e)}); "
+            raise DatasetError(f"{self._where(member)}: cannot decode image ({_one_line(e)}); "
                                "fix or remove it") from None
-        if pixels.ndim == 2:
-            pixels = pixels[:, :, np.newaxis]
-        return pixels.transpose(2, 0, 1)
+        # PIL gives [H, W] or [H, W, C]; training wants [C, H, W].
+        return pixels.reshape(*pixels.shape[:2], -1).transpose(2, 0, 1)
 
     # --- labels ---------------------------------------------------------------------------------
 
-    def _load_raw_labels(self) -> np.ndarray:
+    def _read_labels(self) -> np.ndarray:
         where = self._where(LABELS_FILE)
-        if LABELS_FILE not in self._all_fnames:
+        if LABELS_FILE not in self._names:
             raise DatasetError(f"{where}: not found, but labels were asked for (use_labels=True); "
                                "add it or train without labels")
         try:
-            with self._open_file(LABELS_FILE) as f:
+            with self._open(LABELS_FILE) as f:
                 content = json.loads(f.read())
         except _READ_ERRORS as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors.
             raise DatasetError(f"{where}: not readable JSON ({_one_line(e)}); fix the file") from None
         if not isinstance(content, dict):
             raise DatasetError(f'{where}: expected {{"labels": [[file, label], ...]}}; fix the file')
-        return parse_labels(content.get("labels"), self._image_fnames, where)
+        return parse_labels(content.get("labels"), self._image_names, where)
 
 
 def parse_labels(labels: Any, fnames: Sequence[str], where: str) -> np.ndarray:
