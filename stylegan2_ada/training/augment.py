@@ -24,7 +24,7 @@ import math
 from typing import Callable, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
+from torch.nn import functional as F
 
 from ..torch_utils import misc, persistence
 from ..torch_utils.ops import grid_sample_gradfix, upfirdn2d
@@ -265,39 +265,55 @@ def build_filter_bank(wavelet: Sequence[float] = SYM2) -> torch.Tensor:
 
 @persistence.persistent_class
 class AugmentPipe(torch.nn.Module):
+    """The ADA augmentation pipeline: random, non-leaking transforms of every image D sees.
+
+    With few training images D soon memorises them; augmenting what it sees (real and
+    generated alike) stops that, and because each transform fires with probability
+    ``p * multiplier`` with ``p < 1``, G is still pushed towards the *clean* images.  ``p``
+    is a buffer that the training loop raises or lowers from D's overfitting signal
+    (adaptive discriminator augmentation, Karras et al. 2020).
+
+    The first fifteen keywords weight each transform's share of ``p`` (0 switches it off;
+    ``AUGPIPE_SPECS`` holds the published presets); the rest set how strong a transform is
+    when it fires.  Defaults are the paper's.
+    """
+
     def __init__(
         self,
-        xflip: float = 0,  # Probability multiplier for x-flip.
-        rotate90: float = 0,  # Probability multiplier for rotations by multiples of 90 degrees.
-        xint: float = 0,  # Probability multiplier for integer translation.
-        scale: float = 0,  # Probability multiplier for isotropic scaling.
-        rotate: float = 0,  # Probability multiplier for arbitrary rotation.
-        aniso: float = 0,  # Probability multiplier for anisotropic scaling.
-        xfrac: float = 0,  # Probability multiplier for fractional translation.
-        brightness: float = 0,  # Probability multiplier for brightness.
-        contrast: float = 0,  # Probability multiplier for contrast.
-        lumaflip: float = 0,  # Probability multiplier for luma flip.
-        hue: float = 0,  # Probability multiplier for hue rotation.
-        saturation: float = 0,  # Probability multiplier for saturation.
-        imgfilter: float = 0,  # Probability multiplier for image-space filtering.
-        noise: float = 0,  # Probability multiplier for additive RGB noise.
-        cutout: float = 0,  # Probability multiplier for cutout.
-        xint_max: float = 0.125,  # Range of integer translation, relative to image dimensions.
-        scale_std: float = 0.2,  # Log2 standard deviation of isotropic scaling.
-        rotate_max: float = 1,  # Range of arbitrary rotation, 1 = full circle (+-pi).
-        aniso_std: float = 0.2,  # Log2 standard deviation of anisotropic scaling.
-        xfrac_std: float = 0.125,  # Standard deviation of fractional translation, relative to image dimensions.
-        brightness_std: float = 0.2,  # Standard deviation of brightness (an additive offset).
-        contrast_std: float = 0.5,  # Log2 standard deviation of contrast.
-        hue_max: float = 1,  # Range of hue rotation, 1 = full circle (+-pi).
-        saturation_std: float = 1,  # Log2 standard deviation of saturation.
-        imgfilter_bands: Sequence[float] = (1, 1, 1, 1),  # Probability multipliers for the 4 frequency bands, low to high.
-        imgfilter_std: float = 1,  # Log2 standard deviation of the band amplifications.
-        noise_std: float = 0.1,  # Standard deviation of additive RGB noise.
-        cutout_size: float = 0.5,  # Side of the cutout square, relative to image dimensions.
+        # Weights on p: how often each transform fires relative to the others.
+        xflip: float = 0,  # mirror left-right
+        rotate90: float = 0,  # quarter turns (0, 90, 180 or 270 degrees)
+        xint: float = 0,  # shift by whole pixels, wrapping around
+        scale: float = 0,  # same zoom on both axes
+        rotate: float = 0,  # turn by any angle (twice: before and after aniso)
+        aniso: float = 0,  # stretch one axis, squeeze the other
+        xfrac: float = 0,  # shift by a fraction of a pixel too
+        brightness: float = 0,  # add a constant to every colour channel
+        contrast: float = 0,  # multiply the colours around zero
+        lumaflip: float = 0,  # mirror the colours along the luma axis
+        hue: float = 0,  # turn the colours about the luma axis
+        saturation: float = 0,  # push colours away from (or towards) grey
+        imgfilter: float = 0,  # re-weight four frequency bands
+        noise: float = 0,  # add Gaussian pixel noise to the colour channels
+        cutout: float = 0,  # blank out one square
+        # Strengths: how far a transform goes when it fires.
+        xint_max: float = 0.125,  # largest whole-pixel shift, as a fraction of width/height
+        scale_std: float = 0.2,  # std of log2(zoom factor)
+        rotate_max: float = 1,  # largest angle, in units of pi (1 = any angle)
+        aniso_std: float = 0.2,  # std of log2(stretch factor)
+        xfrac_std: float = 0.125,  # std of the fractional shift, as a fraction of width/height
+        brightness_std: float = 0.2,  # std of the added constant
+        contrast_std: float = 0.5,  # std of log2(contrast factor)
+        hue_max: float = 1,  # largest hue turn, in units of pi (1 = any angle)
+        saturation_std: float = 1,  # std of log2(saturation factor)
+        imgfilter_bands: Sequence[float] = (1, 1, 1, 1),  # weight of each band on imgfilter, lowest band first
+        imgfilter_std: float = 1,  # std of log2(band gain)
+        noise_std: float = 0.1,  # the noise sigma is |N(0, noise_std)| per image
+        cutout_size: float = 0.5,  # side of the blanked square, as a fraction of width/height
     ):
         super().__init__()
-        self.register_buffer("p", torch.zeros([]))  # Overall augmentation probability, tuned by the training loop.
+        # p: the overall probability, set from outside (the ADA heuristic); saved in state_dict().
+        self.register_buffer("p", torch.zeros([]))
 
         self.xflip, self.rotate90, self.xint = float(xflip), float(rotate90), float(xint)
         self.scale, self.rotate, self.aniso, self.xfrac = float(scale), float(rotate), float(aniso), float(xfrac)
@@ -319,7 +335,7 @@ class AugmentPipe(torch.nn.Module):
         if len(self.imgfilter_bands) != self.filter_bank.shape[0]:
             raise ValueError(f"imgfilter_bands needs {self.filter_bank.shape[0]} entries, got {len(self.imgfilter_bands)}")
         # sym6 is only nearly symmetric: its centre of mass sits this many (original) pixels
-        # off-centre after each 2x resampling.  The warp compensates it (see _warp).
+        # off-centre after each 2x resampling.  The warp compensates it (see warp).
         taps = torch.arange(len(geom_filter), dtype=torch.float64)
         self.geom_delay = ((len(geom_filter) - 1) / 2 - float((taps * geom_filter.double()).sum())) / 2
 
