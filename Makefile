@@ -39,7 +39,7 @@ bench-cuts: $(STAMP)
 # that leaves a run directory with snapshots and image grids, then samples from it.
 DEMO_DIR ?= demo-out
 demo: $(STAMP)
-	$(PY) -m manganime_ext.toy_shapes --out $(DEMO_DIR)/shapes32.zip --count 2000 --force
+	$(PY) -m manganime_ext.synthetic.toy_shapes --out $(DEMO_DIR)/shapes32.zip --count 2000 --force
 	$(PY) -m stylegan2_ada.train --outdir=$(DEMO_DIR)/runs --data=$(DEMO_DIR)/shapes32.zip --mirror \
 		--kimg=10 --tick=1 --snap=5 --batch=16 --cbase=2048 --cmax=64 --fp32 --workers=1
 	snap=$$(ls $(DEMO_DIR)/runs/*/network-snapshot-*.pkl | tail -n 1); \

@@ -13,13 +13,14 @@ import os
 import click
 import tqdm
 
-from manganime_ext import frame_store, synth
-from manganime_ext.commands_cuts import align_cmd, cuts_cmd
-from manganime_ext.commands_export import check, export_conditional, export_unconditional, shard_option
-from manganime_ext.commands_manga import intro, manga, outro
-from manganime_ext.output_dir import OutputExistsError, episode_outputs
-from manganime_ext.series_config import select_shard
-from manganime_ext.video_io import TRANSFORMS, VideoError
+from manganime_ext.io import frame_store
+from manganime_ext.synthetic import anime as synth
+from manganime_ext.cli.cuts_align import align_cmd, cuts_cmd
+from manganime_ext.cli.export import check, export_conditional, export_unconditional, shard_option
+from manganime_ext.cli.manga import intro, manga, outro
+from manganime_ext.io.outputs import OutputExistsError, episode_outputs
+from manganime_ext.data.series_config import select_shard
+from manganime_ext.io.video import TRANSFORMS, VideoError
 
 USER_ERRORS = (OutputExistsError, VideoError, synth.SynthError)
 

@@ -18,7 +18,10 @@ import numpy as np
 import PIL.Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from manganime_ext import align, cuts, frame_store, synth  # noqa: E402
+from manganime_ext.analysis import align  # noqa: E402
+from manganime_ext.analysis import cuts  # noqa: E402
+from manganime_ext.io import frame_store  # noqa: E402
+from manganime_ext.synthetic import anime as synth  # noqa: E402
 
 
 @click.command()

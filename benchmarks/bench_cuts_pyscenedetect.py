@@ -46,7 +46,10 @@ except ImportError as e:  # also a cv2 that needs a missing libGL: the hint name
              f"install the benchmark-only packages: .venv/bin/python -m pip install -r requirements-bench.txt")
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from manganime_ext import cuts, frame_store, photo_clip, synth  # noqa: E402
+from manganime_ext.analysis import cuts  # noqa: E402
+from manganime_ext.io import frame_store  # noqa: E402
+from manganime_ext.synthetic import photo_clip  # noqa: E402
+from manganime_ext.synthetic import anime as synth  # noqa: E402
 
 FPS = 24
 # Colour and greyscale photographs bundled in scikit-image's wheel; the first five are tests/test_cuts.py's.

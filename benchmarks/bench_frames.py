@@ -31,13 +31,14 @@ import imageio_ffmpeg
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from manganime_ext import synth, video_io  # noqa: E402
-from manganime_ext.frame_store import FRAMES, FrameStore  # noqa: E402
+from manganime_ext.synthetic import anime as synth  # noqa: E402
+from manganime_ext.io import video as video_io  # noqa: E402
+from manganime_ext.io.frame_store import FRAMES, FrameStore  # noqa: E402
 
 STORE_CHILD = """
 import resource, sys, time
 sys.path.insert(0, sys.argv[1])
-from manganime_ext import frame_store
+from manganime_ext.io import frame_store
 t = time.perf_counter()
 n = frame_store.write_episode(sys.argv[3], sys.argv[2], 256, stride=2)
 sec = time.perf_counter() - t

@@ -5,8 +5,9 @@ import json
 import numpy as np
 from click.testing import CliRunner
 
-from manganime_ext import align, page_function
-from manganime_ext.commands_cuts import align_cmd
+from manganime_ext.analysis import align
+from manganime_ext.data import page_function
+from manganime_ext.cli.cuts_align import align_cmd
 
 
 def run(*args):

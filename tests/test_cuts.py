@@ -9,9 +9,10 @@ import PIL.Image
 import pytest
 from click.testing import CliRunner
 
-from manganime_ext import cuts, photo_clip
-from manganime_ext.commands_cuts import cuts_cmd
-from manganime_ext.frame_store import FrameStore, write_frames
+from manganime_ext.analysis import cuts
+from manganime_ext.synthetic import photo_clip
+from manganime_ext.cli.cuts_align import cuts_cmd
+from manganime_ext.io.frame_store import FrameStore, write_frames
 
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png")
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from manganime_ext import page_function
-from manganime_ext.commands_export import export_conditional, export_unconditional
-from manganime_ext.export import pair_starts
-from manganime_ext.frame_store import FrameStore
-from manganime_ext.paired_dataset import PairedDatasetError, PairedFrameDataset
+from manganime_ext.data import page_function
+from manganime_ext.cli.export import export_conditional, export_unconditional
+from manganime_ext.data.export import pair_starts
+from manganime_ext.io.frame_store import FrameStore
+from manganime_ext.data.paired_dataset import PairedDatasetError, PairedFrameDataset
 from stylegan2_ada.training.dataset import ImageFolderDataset
 from test_series_config import edited, write_series_config
 

@@ -7,9 +7,10 @@ import pytest
 from click.testing import CliRunner
 
 import dataset_tool_anime
-from manganime_ext import frame_store, video_io
-from manganime_ext.frame_store import FrameStore
-from manganime_ext.similarity import cosine_similarity, frame_vector
+from manganime_ext.io import frame_store
+from manganime_ext.io import video as video_io
+from manganime_ext.io.frame_store import FrameStore
+from manganime_ext.analysis.similarity import cosine_similarity, frame_vector
 
 
 def run(*args):

@@ -7,9 +7,10 @@ import PIL.Image
 import pytest
 from click.testing import CliRunner
 
-from manganime_ext import intro_outro, page_function
-from manganime_ext.commands_manga import intro, outro
-from manganime_ext.frame_store import FrameStore, write_frames
+from manganime_ext.analysis import intro_outro
+from manganime_ext.data import page_function
+from manganime_ext.cli.manga import intro, outro
+from manganime_ext.io.frame_store import FrameStore, write_frames
 
 TOLERANCE = 2   # frames: detected ranges must match the ground truth this closely
 

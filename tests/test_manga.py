@@ -8,9 +8,9 @@ import PIL.Image
 import pytest
 from click.testing import CliRunner
 
-from manganime_ext import manga
-from manganime_ext.commands_manga import manga as manga_cmd
-from manganime_ext.manga import MangaError, MangaSettings
+from manganime_ext.io import manga
+from manganime_ext.cli.manga import manga as manga_cmd
+from manganime_ext.io.manga import MangaError, MangaSettings
 
 
 def run(*args):

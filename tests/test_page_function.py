@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from manganime_ext import page_function as pfm
-from manganime_ext.page_function import PageFunction, PageFunctionError
+from manganime_ext.data import page_function as pfm
+from manganime_ext.data.page_function import PageFunction, PageFunctionError
 
 
 def make(**kw) -> PageFunction:

@@ -5,9 +5,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from manganime_ext import page_function
-from manganime_ext.commands_export import check
-from manganime_ext.series_config import SeriesConfigError, load, parse_shard, select_shard
+from manganime_ext.data import page_function
+from manganime_ext.cli.export import check
+from manganime_ext.data.series_config import SeriesConfigError, load, parse_shard, select_shard
 
 
 def write_series_config(folder, series, truth, stores) -> str:

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 import dataset_tool_anime
-from manganime_ext.frame_store import FrameStore
+from manganime_ext.io.frame_store import FrameStore
 
 SHARDS = ("0/2", "1/2")
 

@@ -6,7 +6,8 @@ import pytest
 from click.testing import CliRunner
 
 import dataset_tool_anime
-from manganime_ext import page_function, synth
+from manganime_ext.data import page_function
+from manganime_ext.synthetic import anime as synth
 
 
 def test_layout_and_truth(tiny_series):

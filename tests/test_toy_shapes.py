@@ -5,7 +5,7 @@ import hashlib
 import numpy as np
 from click.testing import CliRunner
 
-from manganime_ext import toy_shapes
+from manganime_ext.synthetic import toy_shapes
 from stylegan2_ada.training.dataset import ImageFolderDataset
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import psutil
 import pytest
 
-from manganime_ext import similarity, video_io
+from manganime_ext.analysis import similarity
+from manganime_ext.io import video as video_io
 
 HEADER = """Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'ep000.mp4':
   Duration: 00:02:03.50, start: 0.000000, bitrate: 164 kb/s

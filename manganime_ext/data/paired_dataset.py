@@ -14,7 +14,7 @@ import numpy as np
 import PIL.Image
 import torch
 
-from manganime_ext.export import COLUMNS, FORMAT, INDEX, frame_member, page_member
+from manganime_ext.data.export import COLUMNS, FORMAT, INDEX, frame_member, page_member
 
 SPLITS = ("train", "val", "all")
 

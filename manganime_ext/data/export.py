@@ -33,10 +33,10 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import PIL.Image
 
-from manganime_ext import page_function
-from manganime_ext.output_dir import OutputExistsError
-from manganime_ext.page_function import PageFunction
-from manganime_ext.series_config import Episode, Series, open_episode
+from manganime_ext.data import page_function
+from manganime_ext.io.outputs import OutputExistsError
+from manganime_ext.data.page_function import PageFunction
+from manganime_ext.data.series_config import Episode, Series, open_episode
 from stylegan2_ada.dnnlib.util import atomic_write
 
 INDEX = "index.json"

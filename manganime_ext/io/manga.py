@@ -25,8 +25,8 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import PIL.Image
 
-from manganime_ext.json_io import read_json
-from manganime_ext.output_dir import atomic_output_dir
+from manganime_ext.io.json_files import read_json
+from manganime_ext.io.outputs import atomic_output_dir
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 CONFIG_FIELDS = ("start", "end", "exclude", "crop")

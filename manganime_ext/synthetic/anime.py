@@ -27,7 +27,7 @@ import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 
-from manganime_ext.output_dir import atomic_output_dir
+from manganime_ext.io.outputs import atomic_output_dir
 
 Colour = Tuple[int, int, int]
 OUTLINE: Colour = (28, 24, 36)

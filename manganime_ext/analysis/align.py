@@ -20,7 +20,7 @@ import numpy as np
 import PIL.Image
 from scipy import ndimage
 
-from manganime_ext.page_function import PageFunction, supported_mask, validate
+from manganime_ext.data.page_function import PageFunction, supported_mask, validate
 
 GRID = 24          # feature grid (cells a side): coarse enough that screentone dots average away
 WHITE = 235        # grey level above which a page pixel counts as paper

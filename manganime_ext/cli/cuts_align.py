@@ -4,7 +4,7 @@
     python dataset_tool_anime.py align --stores stores --manga series/manga --out proposals --truth series/ground_truth.json
     python dataset_tool_anime.py align --stores stores --manga pages --out proposals --pages ep01=0:45 --exclude ep01=0:1800
 
-The maths lives in manganime_ext.cuts and manganime_ext.align. Without --shard, outputs appear all at
+The maths lives in manganime_ext.analysis.cuts and manganime_ext.analysis.align. Without --shard, outputs appear all at
 once (temp folder, renamed at the end) and an existing output is refused unless --force; with --shard I/N
 (stores in name order, every N-th from the I-th) episodes appear one by one in a shared folder, done ones
 are skipped unless --force, and the report is report-<I>of<N>.json over the shard's episodes.
@@ -19,14 +19,15 @@ import click
 import numpy as np
 import PIL.Image
 
-from manganime_ext import align as align_lib
-from manganime_ext import cuts as cuts_lib
-from manganime_ext import page_function, series_config
-from manganime_ext.commands_export import shard_option
-from manganime_ext.frame_store import HEADER, FrameStore
-from manganime_ext.json_io import write_json
-from manganime_ext.output_dir import OutputExistsError, episode_outputs
-from manganime_ext.video_io import VideoError
+from manganime_ext.analysis import align as align_lib
+from manganime_ext.analysis import cuts as cuts_lib
+from manganime_ext.data import page_function
+from manganime_ext.data import series_config
+from manganime_ext.cli.export import shard_option
+from manganime_ext.io.frame_store import HEADER, FrameStore
+from manganime_ext.io.json_files import write_json
+from manganime_ext.io.outputs import OutputExistsError, episode_outputs
+from manganime_ext.io.video import VideoError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 

@@ -1,7 +1,7 @@
 """Intro / outro detection: the frames without manga support, as exclusion ranges per episode.
 
 Openings and closings repeat in every episode and have no page, so the page function excludes them
-(half-open ``[start, stop)`` frame ranges, as ``manganime_ext.page_function`` stores exclusions).
+(half-open ``[start, stop)`` frame ranges, as ``manganime_ext.data.page_function`` stores exclusions).
 Two ways to find them in each episode's frame store, both searching only the first (intro) or last
 (outro) ``minutes`` of the episode, and never more than its half:
 
@@ -23,8 +23,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import PIL.Image
 
-from manganime_ext.frame_store import FrameStore
-from manganime_ext.similarity import cosine_similarity, frame_vector
+from manganime_ext.io.frame_store import FrameStore
+from manganime_ext.analysis.similarity import cosine_similarity, frame_vector
 from stylegan2_ada.dnnlib.util import atomic_write
 
 PARTS = ("intro", "outro")

@@ -25,12 +25,12 @@ from typing import Dict, List, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 
-from manganime_ext import page_function
-from manganime_ext.frame_store import FrameStore
-from manganime_ext.json_io import read_json
-from manganime_ext.manga import IMAGE_EXTENSIONS, natural_key
-from manganime_ext.page_function import PageFunction, PageFunctionError
-from manganime_ext.video_io import VideoError
+from manganime_ext.data import page_function
+from manganime_ext.io.frame_store import FrameStore
+from manganime_ext.io.json_files import read_json
+from manganime_ext.io.manga import IMAGE_EXTENSIONS, natural_key
+from manganime_ext.data.page_function import PageFunction, PageFunctionError
+from manganime_ext.io.video import VideoError
 
 EPISODE_FIELDS = ("name", "video", "store", "volume", "pages")
 EPISODE_OPTIONAL = ("page_function", "exclusions")

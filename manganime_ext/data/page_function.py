@@ -17,7 +17,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from manganime_ext.json_io import read_json, write_json
+from manganime_ext.io.json_files import read_json, write_json
 
 PROVENANCE = ("hand", "proposed")
 FIELDS = ("episode", "num_frames", "first_page", "boundaries", "provenance", "exclusions")

@@ -10,11 +10,12 @@ from typing import Optional
 import click
 import tqdm
 
-from manganime_ext import export, series_config
-from manganime_ext.output_dir import OutputExistsError, Shard
-from manganime_ext.page_function import PageFunctionError
-from manganime_ext.series_config import SeriesConfigError
-from manganime_ext.video_io import VideoError
+from manganime_ext.data import export
+from manganime_ext.data import series_config
+from manganime_ext.io.outputs import OutputExistsError, Shard
+from manganime_ext.data.page_function import PageFunctionError
+from manganime_ext.data.series_config import SeriesConfigError
+from manganime_ext.io.video import VideoError
 
 USER_ERRORS = (SeriesConfigError, export.ExportError, PageFunctionError, VideoError, OutputExistsError)
 series_option = click.option("--series", "series_path", required=True, type=click.Path(),

@@ -14,8 +14,8 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
-from manganime_ext.similarity import cosine_from_dots, dot, frame_vector
-from manganime_ext.video_io import VideoError, read_video
+from manganime_ext.analysis.similarity import cosine_from_dots, dot, frame_vector
+from manganime_ext.io.video import VideoError, read_video
 
 FRAMES, HEADER, RHO = "frames.u8", "header.json", "rho.npy"
 

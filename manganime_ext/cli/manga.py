@@ -7,10 +7,10 @@ import dataclasses
 
 import click
 
-from manganime_ext import intro_outro
-from manganime_ext.manga import MangaError, MangaSettings, check_settings, load_config, write_volume
-from manganime_ext.output_dir import OutputExistsError
-from manganime_ext.video_io import VideoError
+from manganime_ext.analysis import intro_outro
+from manganime_ext.io.manga import MangaError, MangaSettings, check_settings, load_config, write_volume
+from manganime_ext.io.outputs import OutputExistsError
+from manganime_ext.io.video import VideoError
 
 USER_ERRORS = (OutputExistsError, VideoError, MangaError, intro_outro.IntroOutroError)
 

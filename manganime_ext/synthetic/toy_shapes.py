@@ -5,7 +5,7 @@ over a two-tone background, written as an official-format dataset zip
 (``00000/img00000000.png``, ..., ``dataset.json`` with the shape class as
 label).  Stands in for real data until the synthetic anime series lands.
 
-    python -m manganime_ext.toy_shapes --out shapes.zip --count 1000 --resolution 32
+    python -m manganime_ext.synthetic.toy_shapes --out shapes.zip --count 1000 --resolution 32
 """
 
 import io
