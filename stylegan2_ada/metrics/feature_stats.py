@@ -33,14 +33,15 @@ class FeatureStats:
 
     def set_num_features(self, num_features: int) -> None:
         """Fix the feature dimension (first batch) and allocate the accumulators."""
-        if self.num_features is not None:
-            if num_features != self.num_features:
-                raise ValueError(f"feature dimension changed from {self.num_features} to {num_features}")
+        known = self.num_features
+        if known == num_features:
             return
+        if known is not None:
+            raise ValueError(f"feature dimension changed from {known} to {num_features}")
         self.num_features = num_features
         if self.capture_all:
             self._all = np.empty([self.max_items, num_features], dtype=np.float32)
-        if self.capture_mean_cov:
+        if self.capture_mean_cov:  # running sums of x and of x xᵀ
             self._sum = np.zeros([num_features], dtype=np.float64)
             self._sum_outer = np.zeros([num_features, num_features], dtype=np.float64)
 
@@ -49,21 +50,20 @@ class FeatureStats:
 
     def append(self, x: np.ndarray) -> None:
         """Add a ``[N, D]`` batch (truncated to the remaining capacity)."""
-        x = np.asarray(x, dtype=np.float32)
-        if x.ndim != 2:
-            raise ValueError(f"features must be [N, D], got shape {list(x.shape)}")
+        rows = np.asarray(x, np.float32)
+        if rows.ndim != 2:
+            raise ValueError(f"features must be [N, D], got shape {list(rows.shape)}")
         if self.max_items is not None:
-            x = x[: max(self.max_items - self.num_items, 0)]
-        self.set_num_features(x.shape[1])
-        if x.shape[0] == 0:
-            return
-        if self.capture_all:
-            self._all[self.num_items: self.num_items + x.shape[0]] = x
-        if self.capture_mean_cov:
-            x64 = x.astype(np.float64)
-            self._sum += x64.sum(axis=0)
-            self._sum_outer += x64.T @ x64
-        self.num_items += x.shape[0]
+            rows = rows[: max(self.max_items - self.num_items, 0)]
+        self.set_num_features(rows.shape[1])
+        start, stop = self.num_items, self.num_items + len(rows)
+        if self._all is not None:
+            self._all[start:stop] = rows
+        if self._sum is not None and self._sum_outer is not None and len(rows):
+            wide = rows.astype(np.float64)  # sums of 174k squares need float64
+            self._sum += wide.sum(axis=0)
+            self._sum_outer += wide.T @ wide
+        self.num_items = stop
 
     def append_torch(self, x: torch.Tensor) -> None:
         self.append(x.detach().to(torch.float32).cpu().numpy())
@@ -77,7 +77,7 @@ class FeatureStats:
         return self._all[: self.num_items]
 
     def get_all_torch(self) -> torch.Tensor:
-        return torch.from_numpy(self.get_all())
+        return torch.as_tensor(self.get_all())
 
     def get_mean_cov(self) -> Tuple[np.ndarray, np.ndarray]:
         """Mean and (biased, 1/N) covariance in float64, as the published FID computes them."""

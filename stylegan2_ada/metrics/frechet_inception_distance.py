@@ -47,10 +47,10 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 def compute_fid(opts: MetricOptions, max_real: Optional[int], num_gen: int) -> float:
     """FID of ``opts.G`` against the first ``max_real`` dataset images (None = all); NaN on ranks other than 0."""
-    detector_kwargs = dict(return_features=True)
-    real = compute_feature_stats_for_dataset(opts, INCEPTION_URL, detector_kwargs, capture_mean_cov=True,
+    pool_features = {"return_features": True}
+    real = compute_feature_stats_for_dataset(opts, INCEPTION_URL, pool_features, capture_mean_cov=True,
                                              max_items=max_real)
-    gen = compute_feature_stats_for_generator(opts, INCEPTION_URL, detector_kwargs, capture_mean_cov=True,
+    gen = compute_feature_stats_for_generator(opts, INCEPTION_URL, pool_features, capture_mean_cov=True,
                                               max_items=num_gen)
     if opts.rank != 0:
         return float("nan")

@@ -32,14 +32,14 @@ def inception_score(probs: np.ndarray, num_splits: int) -> Tuple[float, float]:
     n = probs.shape[0]
     if n < num_splits:
         raise ValueError(f"IS over {num_splits} splits needs at least {num_splits} images, got {n}")
-    scores = []
-    for i in range(num_splits):
-        part = probs[i * n // num_splits: (i + 1) * n // num_splits]
+    edges = [n * split // num_splits for split in range(num_splits + 1)]  # split s is rows edges[s]:edges[s+1]
+    scores = np.empty(num_splits)
+    for split, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        part = probs[lo:hi]
         marginal = part.mean(axis=0, keepdims=True)
         ratio = np.divide(part, marginal, out=np.ones_like(part), where=part > 0)
-        kl = (part * np.log(ratio)).sum(axis=1).mean()
-        scores.append(np.exp(kl))
-    return float(np.mean(scores)), float(np.std(scores))
+        scores[split] = np.exp((part * np.log(ratio)).sum(axis=1).mean())
+    return float(scores.mean()), float(scores.std())
 
 
 def compute_is(opts: MetricOptions, num_gen: int, num_splits: int) -> Tuple[float, float]:
@@ -47,8 +47,8 @@ def compute_is(opts: MetricOptions, num_gen: int, num_splits: int) -> Tuple[floa
     if num_gen < num_splits:
         raise MetricError(f"IS over {num_splits} splits needs num_gen >= {num_splits}, got {num_gen}")
     # The official file drops the output layer's bias for IS, matching the original TensorFlow implementation.
-    detector_kwargs = dict(no_output_bias=True)
-    gen = compute_feature_stats_for_generator(opts, INCEPTION_URL, detector_kwargs, capture_all=True,
+    class_probabilities = {"no_output_bias": True}
+    gen = compute_feature_stats_for_generator(opts, INCEPTION_URL, class_probabilities, capture_all=True,
                                               max_items=num_gen)
     if opts.rank != 0:
         return float("nan"), float("nan")

@@ -49,10 +49,10 @@ def kernel_inception_distance(real: np.ndarray, gen: np.ndarray, num_subsets: in
 def compute_kid(opts: MetricOptions, max_real: Optional[int], num_gen: int, num_subsets: int,
                 max_subset_size: int) -> float:
     """KID of ``opts.G`` against up to ``max_real`` dataset images; NaN on ranks other than 0."""
-    detector_kwargs = dict(return_features=True)
-    real = compute_feature_stats_for_dataset(opts, INCEPTION_URL, detector_kwargs, capture_all=True,
+    pool_features = {"return_features": True}
+    real = compute_feature_stats_for_dataset(opts, INCEPTION_URL, pool_features, capture_all=True,
                                              max_items=max_real)
-    gen = compute_feature_stats_for_generator(opts, INCEPTION_URL, detector_kwargs, capture_all=True,
+    gen = compute_feature_stats_for_generator(opts, INCEPTION_URL, pool_features, capture_all=True,
                                               max_items=num_gen)
     if min(real.num_items, gen.num_items) < 2:
         raise MetricError(f"KID needs at least 2 real and 2 generated images, got {real.num_items} and {gen.num_items}")

@@ -26,8 +26,8 @@ from .detectors import detector_source_name, get_feature_detector
 from .feature_stats import FeatureStats
 
 __all__ = ["MetricError", "MetricOptions", "FeatureStats", "get_feature_detector", "check_network_and_data",
-           "compute_feature_stats_for_dataset", "compute_feature_stats_for_generator", "gather_rows",
-           "make_label_sampler", "parse_counts", "rank_share", "seeded_global_rng"]
+           "compute_feature_stats_for_dataset", "compute_feature_stats_for_generator", "frozen_generator", "gather_rows",
+           "image_options", "make_label_sampler", "parse_counts", "rank_share", "seeded_global_rng"]
 
 COUNTS_ENV = "MANGANIME_METRIC_COUNTS"
 COUNT_NAMES = ("num_gen", "max_real", "num_subsets", "max_subset_size", "num_splits", "num_samples")
@@ -94,6 +94,19 @@ class MetricOptions:
         """The published sample count ``default`` unless an override names ``name``."""
         return self.counts.get(name, default)
 
+    def with_dataset(self, **overrides: Any) -> "MetricOptions":
+        """A copy whose real-data options have ``overrides`` applied (this object is left alone).
+
+        Metrics use it to fix which real images they score, whatever training used: e.g.
+        ``max_size=None, xflip=False`` scores the dataset exactly as stored.  Without a dataset
+        (an unconditional network scored on generated images only) there is nothing to override.
+        """
+        if not self.dataset_kwargs:
+            return self
+        scoped = copy.copy(self)
+        scoped.dataset_kwargs = EasyDict(self.dataset_kwargs, **overrides)
+        return scoped
+
     def detector(self, url: str, required_args: Sequence[str] = ("return_features",)) -> torch.jit.ScriptModule:
         return get_feature_detector(url, device=self.device, num_gpus=self.num_gpus, rank=self.rank,
                                     verbose=self.show_progress, detector_dir=self.detector_dir,
@@ -158,7 +171,7 @@ def make_label_sampler(opts: MetricOptions, c_dim: int, seed: int) -> Callable[[
 
 
 def to_detector_input(images: torch.Tensor) -> torch.Tensor:
-    """uint8 ``[N, C, H, W]`` -> 3 channels, grey repeated (the published convention)."""
+    """``[N, C, H, W]`` images -> 3 channels, grey repeated (the published convention)."""
     if images.ndim != 4 or images.shape[1] not in (1, 3):
         raise MetricError(f"metrics need 1- or 3-channel images, got a batch of shape {list(images.shape)}")
     return images.repeat([1, 3, 1, 1]) if images.shape[1] == 1 else images
@@ -173,6 +186,15 @@ def seeded_global_rng(opts: MetricOptions, seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=[opts.device] if opts.device.type == "cuda" else []):
         torch.manual_seed(seed)
         yield
+
+
+def frozen_generator(opts: MetricOptions) -> torch.nn.Module:
+    """A private copy of ``opts.G`` in eval mode, without gradients, on ``opts.device``.
+
+    A copy, because metrics run in the middle of training and must not touch the live module.
+    """
+    G = copy.deepcopy(opts.G)
+    return G.eval().requires_grad_(False).to(opts.device)
 
 
 def generated_to_uint8(img: torch.Tensor) -> torch.Tensor:
@@ -238,17 +260,35 @@ def _broadcast_flag(flag: bool, opts: MetricOptions) -> bool:
 # Streaming.
 
 
+def image_options(dataset_kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """The dataset options that decide which images are read, in one canonical form.
+
+    Labels do not change image features, and the subset seed matters only with a subset;
+    ``max_size`` and ``xflip`` are spelled out with their defaults.  So the options training
+    records and the ones ``calc_metrics`` builds name the same statistics when they read the
+    same images (and different ones whenever a subset or mirroring changes the images).
+    """
+    options = dict(dataset_kwargs)
+    options.pop("use_labels", None)
+    options.setdefault("max_size", None)
+    options["xflip"] = bool(options.get("xflip", False))
+    if options["max_size"] is None:
+        options.pop("random_seed", None)
+    return options
+
+
 def _stats_cache_file(opts: MetricOptions, detector_url: str, key: Dict[str, Any]) -> str:
     """``gan-metrics/<dataset>-<network>-<md5>.npz`` in the dnnlib cache.
 
-    Besides the options the key holds the dataset file's size and mtime, so statistics of a
-    dataset rewritten in place are not reused.
+    The key holds the options the statistics were computed with (after any override the
+    metric applied, see ``MetricOptions.with_dataset``), and the dataset file's size and
+    mtime, so statistics of a dataset rewritten in place are not reused.
     """
     path = opts.dataset_kwargs.get("path")
     if path is not None and os.path.exists(path):
         info = os.stat(path)
         key = dict(key, dataset_file=[info.st_size, info.st_mtime_ns])
-    key = dict(key, dataset_kwargs=opts.dataset_kwargs, detector_url=detector_url,
+    key = dict(key, dataset_kwargs=image_options(opts.dataset_kwargs), detector_url=detector_url,
                detector_file=detector_source_name(detector_url, opts.detector_dir))
     md5 = hashlib.md5(json.dumps(key, sort_keys=True, default=repr).encode("utf-8")).hexdigest()
     dataset_name = os.path.splitext(os.path.basename(str(path or "dataset").rstrip("/")))[0]
@@ -271,8 +311,9 @@ def compute_feature_stats_for_dataset(opts: MetricOptions, detector_url: str, de
         key = dict(detector_kwargs=detector_kwargs, capture_all=capture_all, capture_mean_cov=capture_mean_cov,
                    num_items=num_items)
         cache_file = _stats_cache_file(opts, detector_url, key)
-        if _broadcast_flag(os.path.isfile(cache_file), opts):
-            return FeatureStats.load(cache_file)
+        cached = _broadcast_flag(os.path.isfile(cache_file), opts)
+        if cached:
+            return FeatureStats.load(cache_file)  # every rank reads it: all need the same stats
 
     detector = opts.detector(detector_url, required_args=tuple(detector_kwargs))
     indices = list(range(opts.rank, num_items, opts.num_gpus))
@@ -286,7 +327,7 @@ def compute_feature_stats_for_dataset(opts: MetricOptions, detector_url: str, de
             stats.append_torch(features)
             bar.update(images.shape[0])
     stats = _gather_stats(stats, opts)
-    if cache_file is not None and opts.rank == 0:
+    if opts.rank == 0 and cache_file:
         stats.save(cache_file)
     return stats
 
@@ -299,7 +340,7 @@ def compute_feature_stats_for_generator(opts: MetricOptions, detector_url: str, 
     ``G_kwargs`` defaults to nothing, i.e. truncation 1 and random noise, as the published numbers use.
     Latents, labels and noise are seeded by rank, so re-evaluating a snapshot repeats its numbers.
     """
-    G = copy.deepcopy(opts.G).eval().requires_grad_(False).to(opts.device)
+    G = frozen_generator(opts)
     sample_labels = make_label_sampler(opts, G.c_dim, seed=opts.rank)
     z_rng = torch.Generator().manual_seed(opts.rank)
     detector = opts.detector(detector_url, required_args=tuple(detector_kwargs))
@@ -307,8 +348,8 @@ def compute_feature_stats_for_generator(opts: MetricOptions, detector_url: str, 
     stats = FeatureStats(capture_all=capture_all, capture_mean_cov=capture_mean_cov, max_items=count)
     with torch.no_grad(), seeded_global_rng(opts, seed=opts.rank), \
             tqdm(total=count, desc="generated features", unit="img", disable=not opts.show_progress) as bar:
-        while not stats.is_full():
-            n = min(batch_size, count - stats.num_items)
+        for done in range(0, count, batch_size):
+            n = min(batch_size, count - done)
             z = torch.randn([n, G.z_dim], generator=z_rng).to(opts.device)
             images = generated_to_uint8(G(z, sample_labels(n), **opts.G_kwargs))
             stats.append_torch(detector(to_detector_input(images), **detector_kwargs))

@@ -8,22 +8,22 @@ region (for FFHQ-like framing), and images above 256² are area-averaged down to
 LPIPS.  The mean is taken between the 1st and 99th percentiles to drop outliers.
 """
 
-import copy
 from typing import Callable
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 from .detectors import VGG16_URL
-from .metric_utils import MetricOptions, gather_rows, make_label_sampler, rank_share
+from .metric_utils import (MetricOptions, frozen_generator, gather_rows, make_label_sampler, rank_share,
+                           to_detector_input)
 
 LPIPS_RESOLUTION = 256
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Point at fraction ``t`` (``[N, 1]``) of the great-circle arc from ``a`` to ``b``, on the unit sphere."""
-    a = a / a.norm(dim=-1, keepdim=True)
-    b = b / b.norm(dim=-1, keepdim=True)
+    a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
     cos_angle = (a * b).sum(dim=-1, keepdim=True).clamp(-1, 1)
     angle = t * torch.acos(cos_angle)
     ortho = b - cos_angle * a
@@ -64,9 +64,7 @@ def path_distances(G: torch.nn.Module, lpips_features: Callable[[torch.Tensor], 
         zs = torch.cat([slerp(z0, z1, step), slerp(z0, z1, step + epsilon)])
         ws = G.mapping(zs, torch.cat([c, c]))
     img = crop_and_downsample(G.synthesis(ws, noise_mode="const", force_fp32=True), crop)
-    img = (img + 1) * (255 / 2)
-    if img.shape[1] == 1:
-        img = img.repeat([1, 3, 1, 1])
+    img = to_detector_input(img.add(1).mul(127.5))  # [-1, 1] -> [0, 255], grey as RGB
     f0, f1 = lpips_features(img).chunk(2)
     return (f0 - f1).square().sum(dim=1) / epsilon**2
 
@@ -85,7 +83,7 @@ def compute_ppl(opts: MetricOptions, num_samples: int, epsilon: float, space: st
     if space not in ("z", "w") or sampling not in ("full", "end"):
         raise ValueError(f"space must be 'z' or 'w' and sampling 'full' or 'end', got {space!r}, {sampling!r}")
     vgg16 = opts.detector(VGG16_URL, required_args=("resize_images", "return_lpips"))
-    G = copy.deepcopy(opts.G).eval().requires_grad_(False).to(opts.device)
+    G = frozen_generator(opts)
     sample_labels = make_label_sampler(opts, G.c_dim, seed=opts.rank)
     rng = torch.Generator().manual_seed(opts.rank)
     count = rank_share(num_samples, opts)
