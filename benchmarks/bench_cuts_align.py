@@ -18,10 +18,9 @@ import numpy as np
 import PIL.Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from manganime_ext.analysis import align  # noqa: E402
-from manganime_ext.analysis import cuts  # noqa: E402
-from manganime_ext.io import frame_store  # noqa: E402
-from manganime_ext.synthetic import anime as synth  # noqa: E402
+from manganime_ext.analysis import align, cuts, decode  # noqa: E402
+from manganime_ext.io.frame_store import FrameStore  # noqa: E402
+from manganime_ext.synthetic import anime  # noqa: E402
 
 
 @click.command()
@@ -33,7 +32,7 @@ from manganime_ext.synthetic import anime as synth  # noqa: E402
 @click.option("--step", default=4, show_default=True, help="align: score every k-th frame.")
 def main(episodes, seconds, resolution, stride, seed, step) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        truth = synth.write_series(os.path.join(tmp, "series"), episodes=episodes, seconds=seconds,
+        truth = anime.write_series(os.path.join(tmp, "series"), episodes=episodes, seconds=seconds,
                                    resolution=resolution, seed=seed)
         pages = [np.asarray(PIL.Image.open(p)) for p in sorted(glob.glob(os.path.join(tmp, "series", "manga", "*.png")))]
         pairs = {m: [] for m in cuts.METHODS}
@@ -42,8 +41,8 @@ def main(episodes, seconds, resolution, stride, seed, step) -> None:
         align_time = 0.0
         for e, ep in enumerate(truth["episodes"]):
             folder = os.path.join(tmp, f"store{e}")
-            frame_store.write_episode(folder, os.path.join(tmp, "series", ep["file"]), resolution, stride=stride)
-            store = frame_store.FrameStore(folder)
+            decode.write_episode(folder, os.path.join(tmp, "series", ep["file"]), resolution, stride=stride)
+            store = FrameStore(folder)
             frames += len(store)
             true_cuts = cuts.truth_in_store_frames(ep["cuts"], stride)
             for m in cuts.METHODS:
@@ -54,9 +53,9 @@ def main(episodes, seconds, resolution, stride, seed, step) -> None:
             bounds, excl = align.truth_in_store_frames(ep, len(store), stride)
             a, b = ep["page_range"]
             t = time.perf_counter()
-            pf = align.propose(store.frames, store.rho, pages[a:b], f"ep{e}", a, excl, step)
+            proposed = align.propose(store.frames, store.rho, pages[a:b], excl, step)
             align_time += time.perf_counter() - t
-            hits, total = hits + align.boundary_hits(pf.boundaries, bounds), total + len(bounds)
+            hits, total = hits + align.boundary_hits(proposed, bounds), total + len(bounds)
     print(f"series: {episodes} episodes x {seconds:g} s at {resolution} px, stride {stride}: {frames} frames, "
           f"{total} pages")
     for m in cuts.METHODS:

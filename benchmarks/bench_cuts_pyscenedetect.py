@@ -10,11 +10,11 @@ because rho is computed in the pass that decodes an episode into its frame store
 makes anyway: so both the end-to-end time and the marginal time of ``cuts.detect`` alone are printed.
 Two data sets, written to a temp folder as H.264 mp4 with their true cuts known by construction:
 
-- the synthetic series (``synth.write_series``; its resolution is the episodes' square frame size);
+- the synthetic series (``anime.write_series``; its resolution is the episodes' square frame size);
 - a clip of camera pans and zooms over real photographs (those in scikit-image's wheel), hard cuts
   between photos: motion that fires a fixed threshold, which both adaptive detectors must ride out.
 
-Both sides are timed end to end on each video. Ours: ``frame_store.write_episode`` (ffmpeg decode to
+Both sides are timed end to end on each video. Ours: ``decode.write_episode`` (ffmpeg decode to
 --resolution, store, rho in the same pass) + ``cuts.detect(rho, "adaptive")``. PySceneDetect:
 ``open_video`` + ``SceneManager`` with ``AdaptiveDetector()`` at its defaults (OpenCV backend), as
 ``scenedetect.detect`` runs it, at its automatic downscale and again at the downscale that matches our
@@ -32,7 +32,6 @@ import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import click
-import imageio_ffmpeg
 import numpy as np
 import PIL.Image
 
@@ -46,10 +45,10 @@ except ImportError as e:  # also a cv2 that needs a missing libGL: the hint name
              f"install the benchmark-only packages: .venv/bin/python -m pip install -r requirements-bench.txt")
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from manganime_ext.analysis import cuts  # noqa: E402
-from manganime_ext.io import frame_store  # noqa: E402
-from manganime_ext.synthetic import photo_clip  # noqa: E402
-from manganime_ext.synthetic import anime as synth  # noqa: E402
+from manganime_ext.analysis import cuts, decode  # noqa: E402
+from manganime_ext.io.frame_store import FrameStore  # noqa: E402
+from manganime_ext.io.video import write_mp4  # noqa: E402
+from manganime_ext.synthetic import anime, photo_clip  # noqa: E402
 
 FPS = 24
 # Colour and greyscale photographs bundled in scikit-image's wheel; the first five are tests/test_cuts.py's.
@@ -69,15 +68,7 @@ def write_photo_clip(path: str, photos: int, shot_frames: int, size: int) -> Lis
                  "install requirements-dev.txt")
     folder = os.path.join(os.path.dirname(spec.origin), "data")
     images = [np.asarray(PIL.Image.open(os.path.join(folder, name)).convert("RGB")) for name in PHOTOS[:photos]]
-    writer = imageio_ffmpeg.write_frames(path, (size, size), fps=FPS, codec="libx264", pix_fmt_out="yuv420p",
-                                         quality=None, macro_block_size=1,
-                                         output_params=["-crf", "18", "-preset", "veryfast"])
-    writer.send(None)
-    try:
-        for frame in photo_clip.clip_frames(images, shot_frames, size):
-            writer.send(np.ascontiguousarray(frame))
-    finally:
-        writer.close()
+    write_mp4(path, photo_clip.clip_frames(images, shot_frames, size), FPS)
     return photo_clip.true_cuts(photos, shot_frames)
 
 
@@ -87,8 +78,8 @@ def ours(video: str, resolution: int, folder: str) -> Tuple[List[int], float, fl
     The store is written to ``folder`` (which must not exist) and removed afterwards, outside the timing.
     """
     t0 = time.perf_counter()
-    frame_store.write_episode(folder, video, resolution, stride=1)
-    store = frame_store.FrameStore(folder)
+    decode.write_episode(folder, video, resolution, stride=1)
+    store = FrameStore(folder)
     t1 = time.perf_counter()
     found = cuts.detect(store.rho, "adaptive")
     t2 = time.perf_counter()
@@ -189,7 +180,7 @@ def main(episodes, seconds, resolution, seed, photos, shot_seconds, clip_size, r
           f"min_scene_len {defaults['min_scene_len']}, min_content_val {defaults['min_content_val']}; "
           f"ours: cuts.detect(rho, 'adaptive') defaults; scores +-1 frame; time per video end to end, best of {repeat}")
     with tempfile.TemporaryDirectory() as tmp:
-        truth = synth.write_series(os.path.join(tmp, "series"), episodes=episodes, seconds=seconds,
+        truth = anime.write_series(os.path.join(tmp, "series"), episodes=episodes, seconds=seconds,
                                    resolution=resolution, fps=FPS, seed=seed)
         series = [(os.path.join(tmp, "series", ep["file"]), cuts.truth_in_store_frames(ep["cuts"]))
                   for ep in truth["episodes"]]

@@ -31,16 +31,16 @@ import imageio_ffmpeg
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from manganime_ext.synthetic import anime as synth  # noqa: E402
-from manganime_ext.io import video as video_io  # noqa: E402
+from manganime_ext.io.video import ffmpeg_args  # noqa: E402
 from manganime_ext.io.frame_store import FRAMES, FrameStore  # noqa: E402
+from manganime_ext.synthetic import anime  # noqa: E402
 
 STORE_CHILD = """
 import resource, sys, time
 sys.path.insert(0, sys.argv[1])
-from manganime_ext.io import frame_store
+from manganime_ext.analysis import decode
 t = time.perf_counter()
-n = frame_store.write_episode(sys.argv[3], sys.argv[2], 256, stride=2)
+n = decode.write_episode(sys.argv[3], sys.argv[2], 256, stride=2)
 sec = time.perf_counter() - t
 hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0]
 print(n, sec, hwm, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
@@ -48,13 +48,13 @@ print(n, sec, hwm, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 
 
 def make_episode(folder: str, seconds: float, resolution: int) -> str:
-    synth.write_series(folder, episodes=1, seconds=seconds, resolution=resolution)
+    anime.write_series(folder, episodes=1, seconds=seconds, resolution=resolution)
     return os.path.join(folder, "episodes", "ep000.mp4")
 
 
 def ffmpeg_alone(video: str, target: str) -> float:
     """Seconds for ffmpeg to decode, stride and scale ``video`` into raw frames at ``target``."""
-    inputs, outputs = video_io.ffmpeg_args(256, "squash", 2, None, None)
+    inputs, outputs = ffmpeg_args(256, "squash", 2, None, None)
     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-nostdin", *inputs, "-i", video, *outputs, "-y", target]
     os.sync()
     t = time.perf_counter()
@@ -63,7 +63,7 @@ def ffmpeg_alone(video: str, target: str) -> float:
 
 
 def store_run(video: str, out: str):
-    """(frames, seconds, store process peak MiB, ffmpeg peak MiB) of frame_store.write_episode, in a fresh process."""
+    """(frames, seconds, store process peak MiB, ffmpeg peak MiB) of decode.write_episode, in a fresh process."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     os.sync()
     res = subprocess.run([sys.executable, "-c", STORE_CHILD, root, video, out], check=True, capture_output=True,

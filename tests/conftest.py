@@ -47,10 +47,10 @@ def assert_close_to_reference(actual: torch.Tensor, reference: np.ndarray, rel_t
 @pytest.fixture(scope="session")
 def tiny_series(tmp_path_factory):
     """A 2-episode x 4 s synthetic series at 64 px (intro 1 s, outro 0.5 s, short shots): (folder, truth)."""
-    from manganime_ext.synthetic import anime as synth
+    from manganime_ext.synthetic import anime
 
     out = tmp_path_factory.mktemp("anime") / "series"
-    truth = synth.write_series(str(out), episodes=2, seconds=4.0, resolution=64, fps=24, seed=3,
+    truth = anime.write_series(str(out), episodes=2, seconds=4.0, resolution=64, fps=24, seed=3,
                                intro_seconds=1.0, outro_seconds=0.5, shot_seconds=(0.5, 1.0))
     return out, truth
 

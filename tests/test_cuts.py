@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from manganime_ext.analysis import cuts
 from manganime_ext.synthetic import photo_clip
 from manganime_ext.cli.cuts_align import cuts_cmd
-from manganime_ext.io.frame_store import FrameStore, write_frames
+from manganime_ext.analysis.decode import write_frames
+from manganime_ext.io.frame_store import FrameStore
 
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png")
 

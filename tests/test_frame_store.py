@@ -7,10 +7,10 @@ import pytest
 from click.testing import CliRunner
 
 import dataset_tool_anime
-from manganime_ext.io import frame_store
-from manganime_ext.io import video as video_io
-from manganime_ext.io.frame_store import FrameStore
+from manganime_ext.analysis import decode
 from manganime_ext.analysis.similarity import cosine_similarity, frame_vector
+from manganime_ext.io import video
+from manganime_ext.io.frame_store import FrameStore
 
 
 def run(*args):
@@ -22,7 +22,7 @@ def test_stores_count_and_random_access(tiny_series, tiny_stores):
     for ep in truth["episodes"]:
         store = FrameStore(str(tiny_stores / ep["file"].split("/")[-1][:-4]))
         assert len(store) == ep["frames"] and store[0].shape == (64, 64, 3) and store.rho.shape == (ep["frames"] - 1,)
-        _, frames = video_io.read_video(str(series / ep["file"]), 64)
+        _, frames = video.read_video(str(series / ep["file"]), 64)
         sequential = np.stack(list(frames))
         order = np.random.RandomState(0).permutation(len(store))
         assert all(np.array_equal(store[i], sequential[i]) for i in order)
@@ -52,10 +52,10 @@ def test_intro_identical_across_episodes(tiny_series, tiny_stores):
 @pytest.mark.parametrize("transform", ["squash", "center-crop", "letterbox"])
 def test_stride_trim_transform(tiny_series, tmp_path, transform):
     series, truth = tiny_series
-    video = series / truth["episodes"][0]["file"]
+    mp4 = series / truth["episodes"][0]["file"]
     out = tmp_path / "st"
     result = run("frames", "--out", out, "--stride", 3, "--resolution", 32, "--transform", transform,
-                 "--start", 1, "--duration", 2, video)
+                 "--start", 1, "--duration", 2, mp4)
     assert result.exit_code == 0, result.output
     store = FrameStore(str(out / "ep000"))
     assert len(store) == 16 and store[0].shape == (32, 32, 3)  # 48 frames in 2 s, every 3rd
@@ -84,5 +84,5 @@ def test_cli_errors_leave_no_output(tiny_series, tmp_path):
 
 def test_store_rho_of_black_frames(tmp_path):
     frames = [np.zeros((4, 4, 3), np.uint8)] * 2 + [np.full((4, 4, 3), 9, np.uint8)]
-    assert frame_store.write_frames(str(tmp_path / "s"), iter(frames), {}) == 3
+    assert decode.write_frames(str(tmp_path / "s"), iter(frames), {}) == 3
     assert list(FrameStore(str(tmp_path / "s")).rho) == [1.0, 0.0]

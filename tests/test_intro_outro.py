@@ -8,9 +8,11 @@ import pytest
 from click.testing import CliRunner
 
 from manganime_ext.analysis import intro_outro
+from manganime_ext.analysis.decode import write_frames
+from manganime_ext.analysis.exclusions import merge_ranges
+from manganime_ext.cli.intro_outro import intro, outro
 from manganime_ext.data import page_function
-from manganime_ext.cli.manga import intro, outro
-from manganime_ext.io.frame_store import FrameStore, write_frames
+from manganime_ext.io.frame_store import FrameStore
 
 TOLERANCE = 2   # frames: detected ranges must match the ground truth this closely
 
@@ -43,7 +45,7 @@ def test_longest_common_run_finds_offset_and_tolerates_noise():
 def test_windows_and_merge():
     assert intro_outro.search_window(100, 30, "intro") == (0, 30)
     assert intro_outro.search_window(100, 500, "outro") == (50, 100)     # never more than half the episode
-    assert intro_outro.merge_ranges([[80, 96], [0, 24], [20, 30], [30, 31]]) == [(0, 31), (80, 96)]
+    assert merge_ranges([[80, 96], [0, 24], [20, 30], [30, 31]]) == [(0, 31), (80, 96)]
 
 
 @pytest.mark.parametrize("part", ["intro", "outro"])

@@ -30,7 +30,7 @@ def test_rich_round_trip(tmp_path):
     path = tmp_path / "pf.json"
     pfm.save(str(path), pf)
     assert pfm.load(str(path)) == pf
-    assert not list(tmp_path.glob(".tmp-*")), "atomic write leaves no temp file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pf.json"], "atomic write leaves no temp file"
 
 
 @pytest.mark.parametrize("change, field", [

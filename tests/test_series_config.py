@@ -7,7 +7,8 @@ from click.testing import CliRunner
 
 from manganime_ext.data import page_function
 from manganime_ext.cli.export import check
-from manganime_ext.data.series_config import SeriesConfigError, load, parse_shard, select_shard
+from manganime_ext.data.series_config import SeriesConfigError, load
+from manganime_ext.io.outputs import ShardError, parse_shard, select_shard
 
 
 def write_series_config(folder, series, truth, stores) -> str:
@@ -120,5 +121,5 @@ def test_shards_partition_the_series():
     assert parts[1] == [1, 4, 7] and sorted(sum(parts, [])) == items
     assert select_shard(items, parse_shard(None)) == items
     for text in ["3/3", "a/2", "1", "-1/2"]:
-        with pytest.raises(SeriesConfigError, match="--shard"):
+        with pytest.raises(ShardError, match="--shard"):
             parse_shard(text)

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 import dataset_tool_anime
 from manganime_ext.data import page_function
-from manganime_ext.synthetic import anime as synth
+from manganime_ext.synthetic import anime
 
 
 def test_layout_and_truth(tiny_series):
@@ -29,9 +29,9 @@ def test_layout_and_truth(tiny_series):
 
 
 def test_frames_deterministic_on_twos_and_cartoon_like():
-    a = synth.make_episodes(1, 96, 24, 12, (12, 24), seed=5)[0]
-    b = synth.make_episodes(1, 96, 24, 12, (12, 24), seed=5)[0]
-    fa, fb = list(synth.episode_frames(a, 48)), list(synth.episode_frames(b, 48))
+    a = anime.make_episodes(1, 96, 24, 12, (12, 24), seed=5)[0]
+    b = anime.make_episodes(1, 96, 24, 12, (12, 24), seed=5)[0]
+    fa, fb = list(anime.episode_frames(a, 48)), list(anime.episode_frames(b, 48))
     assert all(np.array_equal(x, y) for x, y in zip(fa, fb))
     assert all(np.array_equal(fa[i], fa[i + 1]) for i in range(0, 96, 2))  # each drawing held two frames
     scene = fa[a.starts[a.intro_shots] + 4]
@@ -54,9 +54,9 @@ def test_pages_are_greyscale_with_panels(tiny_series):
 
 def test_screentone_and_line_art():
     flat = np.zeros((16, 16, 3), np.uint8) + np.array([120, 150, 140], np.uint8)
-    art = synth.line_art(flat)
+    art = anime.line_art(flat)
     assert 0 < (art == 0).mean() < 0.6, "a mid tone becomes a dot pattern"
-    assert (synth.line_art(np.full((16, 16, 3), 250, np.uint8)) == 255).all()
+    assert (anime.line_art(np.full((16, 16, 3), 250, np.uint8)) == 255).all()
 
 
 def test_cli_synth_and_errors(tmp_path):
@@ -74,5 +74,5 @@ def test_cli_synth_and_errors(tmp_path):
 
 
 def test_write_series_rejects_bad_options(tmp_path):
-    with pytest.raises(synth.SynthError, match="--seconds"):
-        synth.write_series(str(tmp_path / "x"), seconds=2.0)
+    with pytest.raises(anime.SynthError, match="--seconds"):
+        anime.write_series(str(tmp_path / "x"), seconds=2.0)

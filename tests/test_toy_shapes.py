@@ -5,6 +5,7 @@ import hashlib
 import numpy as np
 from click.testing import CliRunner
 
+from manganime_ext.cli import toy_shapes as toy_shapes_cli
 from manganime_ext.synthetic import toy_shapes
 from stylegan2_ada.training.dataset import ImageFolderDataset
 
@@ -25,7 +26,7 @@ def test_zip_is_readable_labelled_and_reproducible(tmp_path):
 def test_cli_refuses_to_overwrite_without_force(tmp_path):
     out = tmp_path / "s.zip"
     runner = CliRunner()
-    assert runner.invoke(toy_shapes.main, [f"--out={out}", "--count=2", "--resolution=16"]).exit_code == 0
-    result = runner.invoke(toy_shapes.main, [f"--out={out}", "--count=2", "--resolution=16"])
+    assert runner.invoke(toy_shapes_cli.main, [f"--out={out}", "--count=2", "--resolution=16"]).exit_code == 0
+    result = runner.invoke(toy_shapes_cli.main, [f"--out={out}", "--count=2", "--resolution=16"])
     assert result.exit_code != 0 and "--force" in result.output
-    assert runner.invoke(toy_shapes.main, [f"--out={out}", "--count=2", "--resolution=16", "--force"]).exit_code == 0
+    assert runner.invoke(toy_shapes_cli.main, [f"--out={out}", "--count=2", "--resolution=16", "--force"]).exit_code == 0

@@ -9,7 +9,7 @@ import psutil
 import pytest
 
 from manganime_ext.analysis import similarity
-from manganime_ext.io import video as video_io
+from manganime_ext.io import video
 
 HEADER = """Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'ep000.mp4':
   Duration: 00:02:03.50, start: 0.000000, bitrate: 164 kb/s
@@ -45,15 +45,15 @@ def test_rho_equals_float64_formula():
 
 
 def test_parse_header_reads_the_input_stream_not_the_output():
-    meta = video_io.parse_header(HEADER)
+    meta = video.parse_header(HEADER)
     assert meta == {"fps": 23.98, "duration": 123.5, "source_size": [1920, 1080]}
-    assert video_io.parse_header("garbage") == {"fps": None, "duration": None, "source_size": None}
+    assert video.parse_header("garbage") == {"fps": None, "duration": None, "source_size": None}
 
 
 def test_read_video_meta_and_independent_frames(tiny_series):
     series, truth = tiny_series
     ep = truth["episodes"][0]
-    meta, frames = video_io.read_video(str(series / ep["file"]), 32, stride=2)
+    meta, frames = video.read_video(str(series / ep["file"]), 32, stride=2)
     assert meta["fps"] == 24 and meta["source_size"] == [64, 64] and meta["expected_frames"] == ep["frames"] // 2
     got = list(frames)
     assert len(got) == ep["frames"] // 2 and got[0].shape == (32, 32, 3) and got[0].dtype == np.uint8
@@ -67,8 +67,8 @@ def test_other_containers_decode_alike(tiny_series, tmp_path, container):
     mp4 = str(series / truth["episodes"][0]["file"])
     other = str(tmp_path / f"ep.{container}")
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", mp4, "-c", "copy", other], check=True)
-    a = np.stack(list(video_io.read_video(mp4, 32)[1]))
-    b = np.stack(list(video_io.read_video(other, 32)[1]))
+    a = np.stack(list(video.read_video(mp4, 32)[1]))
+    b = np.stack(list(video.read_video(other, 32)[1]))
     assert a.shape == b.shape and np.array_equal(a, b)
 
 
@@ -78,14 +78,14 @@ def test_audio_track_is_ignored(tiny_series, tmp_path):
     with_audio = str(tmp_path / "with_audio.mkv")
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", mp4, "-f", "lavfi", "-i", "sine=duration=6",
                     "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "aac", with_audio], check=True)
-    a = np.stack(list(video_io.read_video(mp4, 32)[1]))
-    b = np.stack(list(video_io.read_video(with_audio, 32)[1]))
+    a = np.stack(list(video.read_video(mp4, 32)[1]))
+    b = np.stack(list(video.read_video(with_audio, 32)[1]))
     assert a.shape == b.shape and np.array_equal(a, b)
 
 
 def test_stopping_early_ends_ffmpeg(tiny_series):
     series, truth = tiny_series
-    _, frames = video_io.read_video(str(series / truth["episodes"][0]["file"]), 32)
+    _, frames = video.read_video(str(series / truth["episodes"][0]["file"]), 32)
     assert [f.shape for f, _ in zip(frames, range(3))] == [(32, 32, 3)] * 3
     assert any("ffmpeg" in p.name() for p in psutil.Process().children())
     frames.close()
@@ -94,7 +94,7 @@ def test_stopping_early_ends_ffmpeg(tiny_series):
 
 def test_closing_before_the_first_frame_ends_ffmpeg(tiny_series):
     series, truth = tiny_series
-    _, frames = video_io.read_video(str(series / truth["episodes"][0]["file"]), 32)
+    _, frames = video.read_video(str(series / truth["episodes"][0]["file"]), 32)
     assert any("ffmpeg" in p.name() for p in psutil.Process().children())
     frames.close()
     assert not [p for p in psutil.Process().children() if "ffmpeg" in p.name()]
@@ -103,19 +103,19 @@ def test_closing_before_the_first_frame_ends_ffmpeg(tiny_series):
 def test_not_a_video(tmp_path):
     text = tmp_path / "notes.webm"
     text.write_text("not a video\n" * 100)
-    with pytest.raises(video_io.VideoError, match="notes.webm: ffmpeg cannot read"):
-        video_io.read_video(str(text), 32)
+    with pytest.raises(video.VideoError, match="notes.webm: ffmpeg cannot read"):
+        video.read_video(str(text), 32)
     assert not [p for p in psutil.Process().children() if "ffmpeg" in p.name()]
 
 
 def test_log_drain_keeps_header_and_last_line_of_a_long_log():
     read_end, write_end = os.pipe()
-    log = video_io._Log(os.fdopen(read_end, "rb", buffering=0), keep=4096)
+    log = video._Log(os.fdopen(read_end, "rb", buffering=0), keep=4096)
     with os.fdopen(write_end, "wb") as w:
         w.write(HEADER.encode())
         for i in range(20000):                 # ~600 KB of per-frame complaints, far past ``keep``
             w.write(f"[h264 @ 0x1] error while decoding MB {i}\n".encode())
         w.write(b"Error while decoding stream #0:0: Invalid data found when processing input\n")
-    assert video_io.parse_header(log.header())["source_size"] == [1920, 1080]
+    assert video.parse_header(log.header())["source_size"] == [1920, 1080]
     assert log.last_line() == "Error while decoding stream #0:0: Invalid data found when processing input"
     assert len(log.head) == len(log.tail) == 4096 and not log.is_alive()

@@ -20,7 +20,7 @@ import numpy as np
 import PIL.Image
 from scipy import ndimage
 
-from manganime_ext.data.page_function import PageFunction, supported_mask, validate
+from manganime_ext.analysis.exclusions import supported_mask
 
 GRID = 24          # feature grid (cells a side): coarse enough that screentone dots average away
 WHITE = 235        # grey level above which a page pixel counts as paper
@@ -117,17 +117,18 @@ def monotonic_assignment(scores: np.ndarray) -> np.ndarray:
     return path
 
 
-def propose(frames, rho: np.ndarray, pages: Sequence[np.ndarray], episode: str, first_page: int,
-            exclusions: Sequence[Tuple[int, int]] = (), step: int = 4, grid: int = GRID) -> PageFunction:
-    """The proposed page function of one episode (provenance 'proposed' on every boundary).
+def propose(frames, rho: np.ndarray, pages: Sequence[np.ndarray], exclusions: Sequence[Tuple[int, int]] = (),
+            step: int = 4, grid: int = GRID) -> List[int]:
+    """The proposed page boundaries of one episode: per page, the last frame on it (the study's tag format).
 
-    ``frames`` is anything indexable by a frame index array (a FrameStore's ``frames`` memmap works);
-    ``rho`` its adjacent similarities; ``pages`` the episode's page images in order.
+    ``frames`` is anything indexable by a frame index (a FrameStore's ``frames`` memmap works); ``rho``
+    its adjacent similarities; ``pages`` the episode's page images in order. The last page ends at the
+    last supported frame. ``data.page_function.proposed`` turns the result into a page function.
     """
     num_frames = len(rho) + 1
     supported = np.flatnonzero(supported_mask(num_frames, exclusions))
     if len(supported) < len(pages):
-        raise ValueError(f"{episode}: {len(supported)} supported frames cannot cover {len(pages)} pages")
+        raise ValueError(f"{len(supported)} supported frames cannot cover {len(pages)} pages")
     step = max(1, min(step, len(supported) // len(pages)))
     sample = supported[::step]
     path = monotonic_assignment(score_matrix([frames[i] for i in sample], pages, grid))
@@ -137,8 +138,7 @@ def propose(frames, rho: np.ndarray, pages: Sequence[np.ndarray], episode: str, 
         a, b = int(sample[last]), int(sample[last + 1])
         boundaries.append(a + int(np.argmin(rho[a:b])))  # pair (i, i+1) with the lowest rho: page p ends at i
     boundaries.append(int(supported[-1]))
-    return validate(PageFunction(episode, num_frames, first_page, boundaries, ["proposed"] * len(pages),
-                                 [(int(s), int(e)) for s, e in exclusions]))
+    return boundaries
 
 
 def boundary_hits(proposed: Sequence[int], truth: Sequence[int], tolerance: int = 12) -> int:

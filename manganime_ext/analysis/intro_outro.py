@@ -1,7 +1,7 @@
 """Intro / outro detection: the frames without manga support, as exclusion ranges per episode.
 
 Openings and closings repeat in every episode and have no page, so the page function excludes them
-(half-open ``[start, stop)`` frame ranges, as ``manganime_ext.data.page_function`` stores exclusions).
+(half-open ``[start, stop)`` frame ranges, see ``analysis.exclusions``).
 Two ways to find them in each episode's frame store, both searching only the first (intro) or last
 (outro) ``minutes`` of the episode, and never more than its half:
 
@@ -16,20 +16,19 @@ Two ways to find them in each episode's frame store, both searching only the fir
 Exclusion files are JSON ``{episode: [[start, stop], ...]}``, written atomically.
 """
 
-import json
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import PIL.Image
 
-from manganime_ext.io.frame_store import FrameStore
+from manganime_ext.analysis.exclusions import Range, merge_ranges
 from manganime_ext.analysis.similarity import cosine_similarity, frame_vector
-from stylegan2_ada.dnnlib.util import atomic_write
+from manganime_ext.io.frame_store import FrameStore
+from manganime_ext.io.json_files import read_json, write_json
 
 PARTS = ("intro", "outro")
 SIGNATURE = 8          # signature side: 8x8 grey means survive compression noise, still tell shots apart
-Range = Tuple[int, int]
 
 
 class IntroOutroError(ValueError):
@@ -153,25 +152,13 @@ def detect_reference(stores: Dict[str, FrameStore], part: str, image: str, minut
     return out
 
 
-def merge_ranges(ranges: Sequence[Sequence[int]]) -> List[Range]:
-    """Sorted, with overlapping or touching ranges joined: the order page_function.validate requires."""
-    out: List[List[int]] = []
-    for start, stop in sorted((int(a), int(b)) for a, b in ranges):
-        if out and start <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], stop)
-        else:
-            out.append([start, stop])
-    return [(a, b) for a, b in out]
-
-
 def load_exclusions(path: str) -> Dict[str, List[Range]]:
+    data = read_json(path, IntroOutroError, "the exclusions file")
     try:
-        with open(path) as f:
-            data = json.load(f)
         if not isinstance(data, dict):
             raise ValueError("expected an object {episode: [[start, stop], ...]}")
         return {str(k): [(int(a), int(b)) for a, b in v] for k, v in data.items()}
-    except (OSError, ValueError, TypeError) as e:
+    except (ValueError, TypeError) as e:
         raise IntroOutroError(f"{path}: not an exclusions file ({e})") from None
 
 
@@ -188,8 +175,7 @@ def save_exclusions(path: str, exclusions: Dict[str, List[Range]], merge: bool =
             raise IntroOutroError(f"{path}: output already exists (use --merge to add to it or --force to replace it)")
     data = {name: [list(r) for r in merge_ranges(old.get(name, []) + list(exclusions.get(name, [])))]
             for name in sorted(set(old) | set(exclusions))}
-    with atomic_write(path) as f:
-        f.write(json.dumps(data, indent=1).encode())
+    write_json(path, data)
     return data
 
 

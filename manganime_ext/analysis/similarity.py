@@ -7,7 +7,7 @@ are added in float64 (exact below 2**53). The result equals the float64 formula 
 a twentieth of its cost, which matters because rho is computed for every frame while ffmpeg decodes.
 """
 
-from typing import Optional
+from typing import List, Optional
 
 import numpy as np
 
@@ -47,3 +47,24 @@ def cosine_from_dots(ab: float, norm_a: float, norm_b: float) -> float:
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
     """rho of two frames' ``frame_vector`` results."""
     return cosine_from_dots(dot(a, b), np.sqrt(dot(a, a)), np.sqrt(dot(b, b)))
+
+
+class RhoStream:
+    """rho of each consecutive pair of a stream of frames, one frame at a time: ``push(frame)``, then ``values``.
+
+    Holds two frame vectors, reused in turn, so a stream allocates nothing per frame, and computes
+    each frame's norm once.
+    """
+
+    def __init__(self) -> None:
+        self.values: List[float] = []
+        self._prev: Optional[np.ndarray] = None
+        self._spare: Optional[np.ndarray] = None
+        self._prev_norm = 0.0
+
+    def push(self, frame: np.ndarray) -> None:
+        vec = frame_vector(frame, self._spare)
+        norm = np.sqrt(dot(vec, vec))
+        if self._prev is not None:
+            self.values.append(cosine_from_dots(dot(self._prev, vec), self._prev_norm, norm))
+        self._prev, self._prev_norm, self._spare = vec, norm, self._prev

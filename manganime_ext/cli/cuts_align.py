@@ -1,16 +1,16 @@
-"""The ``cuts`` and ``align`` commands of dataset_tool_anime.py: argument parsing and file I/O only.
+"""The ``cuts`` and ``align`` commands: argument parsing and file I/O only.
 
     python dataset_tool_anime.py cuts --stores stores --out cuts [--truth series/ground_truth.json]
     python dataset_tool_anime.py align --stores stores --manga series/manga --out proposals --truth series/ground_truth.json
     python dataset_tool_anime.py align --stores stores --manga pages --out proposals --pages ep01=0:45 --exclude ep01=0:1800
 
-The maths lives in manganime_ext.analysis.cuts and manganime_ext.analysis.align. Without --shard, outputs appear all at
-once (temp folder, renamed at the end) and an existing output is refused unless --force; with --shard I/N
-(stores in name order, every N-th from the I-th) episodes appear one by one in a shared folder, done ones
-are skipped unless --force, and the report is report-<I>of<N>.json over the shard's episodes.
+The maths lives in manganime_ext.analysis.cuts and manganime_ext.analysis.align. Without --shard, outputs
+appear all at once (temp folder, renamed at the end) and an existing output is refused unless --force;
+with --shard I/N (stores in name order, every N-th from the I-th) episodes appear one by one in a shared
+folder, done ones are skipped unless --force, and the report is report-<I>of<N>.json over the shard's
+episodes.
 """
 
-import json
 import os
 import re
 from typing import Dict, List, Tuple
@@ -21,19 +21,14 @@ import PIL.Image
 
 from manganime_ext.analysis import align as align_lib
 from manganime_ext.analysis import cuts as cuts_lib
+from manganime_ext.cli.errors import UserError, user_errors
+from manganime_ext.cli.shard import SHARD_HELP, shard_option
 from manganime_ext.data import page_function
-from manganime_ext.data import series_config
-from manganime_ext.cli.export import shard_option
 from manganime_ext.io.frame_store import HEADER, FrameStore
-from manganime_ext.io.json_files import write_json
-from manganime_ext.io.outputs import OutputExistsError, episode_outputs
+from manganime_ext.io.json_files import JSONFileError, read_json, write_json
+from manganime_ext.io.manga import list_pages
+from manganime_ext.io.outputs import episode_outputs, select_shard
 from manganime_ext.io.video import VideoError
-
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-
-
-class UserError(click.ClickException):
-    """One line, exit code 1, no traceback."""
 
 
 def _stores(folder: str) -> Dict[str, FrameStore]:
@@ -55,7 +50,7 @@ def _stores(folder: str) -> Dict[str, FrameStore]:
 
 def _in_shard(stores: Dict[str, FrameStore], shard) -> Dict[str, FrameStore]:
     """The stores that fall to this shard (all of them without one), in name order."""
-    return {n: stores[n] for n in series_config.select_shard(sorted(stores), shard or (0, 1))}
+    return {n: stores[n] for n in select_shard(sorted(stores), shard)}
 
 
 def _done_cuts(path: str) -> List[int]:
@@ -66,18 +61,11 @@ def _done_cuts(path: str) -> List[int]:
     return cuts["cuts"]
 
 
-SHARD_HELP = ("\n\nPer episode and idempotent with --shard I/N: stores in name order, every N-th from the I-th; "
-              "the jobs of an array share --out, each episode's files appear at once, episodes already there "
-              "are skipped unless --force, and the report is report-<I>of<N>.json over the shard's episodes "
-              "(skipped ones read back). Without --shard the whole folder appears at once, as report.json.")
-
-
 def _read_json(path: str, flag: str):
     try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise UserError(f"{flag} {path}: cannot read JSON ({e})") from None
+        return read_json(path)
+    except JSONFileError as e:
+        raise UserError(f"{flag} {e}") from None
 
 
 def _start_frame(store: FrameStore) -> int:
@@ -124,6 +112,7 @@ def _cut_truth(path: str, stores: Dict[str, FrameStore]) -> Dict[str, List[int]]
 @click.option("--tolerance", default=1, show_default=True, type=click.IntRange(min=0), help="Report: +-frames a hit may be off.")
 @click.option("--force", is_flag=True, help="Replace an existing output folder (with --shard: redo its episodes).")
 @shard_option
+@user_errors
 def cuts_cmd(stores, out, method, cutoff, window, ratio, min_drop, min_gap, truth, tolerance, force, shard) -> None:
     """Detect shot cuts (candidate page boundaries) from each store's rho."""
     every = _stores(stores)
@@ -135,45 +124,33 @@ def cuts_cmd(stores, out, method, cutoff, window, ratio, min_drop, min_gap, trut
     params = dict(cutoff=cutoff) if method == "cosine" else dict(window=window, ratio=ratio, min_drop=min_drop,
                                                                   min_gap=min_gap)
     detected = {}
-    try:
-        with episode_outputs(out, shard, force) as dest:
-            for n, s in found.items():
-                if dest.done(n, f"{n}.json"):
-                    detected[n] = _done_cuts(os.path.join(dest.out, f"{n}.json"))
-                    continue
-                detected[n] = cuts_lib.detect(s.rho, method, **params)
-                with dest.episode(n) as folder:
-                    _write_json(os.path.join(folder, f"{n}.json"), dict(episode=n, frames=len(s), method=method,
-                                                                        params=params, cuts=detected[n]))
-                click.echo(f"{n}: {len(detected[n])} cuts")
-            if truth_cuts:
-                report = {n: cuts_lib.match(detected[n], t, tolerance) for n, t in truth_cuts.items()}
-                report["all"] = cuts_lib.match_all([(detected[n], t) for n, t in truth_cuts.items()], tolerance)
-                write_json(dest.report, dict(method=method, params=params, tolerance=tolerance, episodes=report))
-    except OutputExistsError as e:
-        raise UserError(str(e)) from None
+    with episode_outputs(out, shard, force) as dest:
+        for n, s in found.items():
+            if dest.done(n, f"{n}.json"):
+                detected[n] = _done_cuts(os.path.join(dest.out, f"{n}.json"))
+                continue
+            detected[n] = cuts_lib.detect(s.rho, method, **params)
+            with dest.episode(n) as folder:
+                write_json(os.path.join(folder, f"{n}.json"), dict(episode=n, frames=len(s), method=method,
+                                                                   params=params, cuts=detected[n]))
+            click.echo(f"{n}: {len(detected[n])} cuts")
+        if truth_cuts:
+            report = {n: cuts_lib.match(detected[n], t, tolerance) for n, t in truth_cuts.items()}
+            report["all"] = cuts_lib.match_all([(detected[n], t) for n, t in truth_cuts.items()], tolerance)
+            write_json(dest.report, dict(method=method, params=params, tolerance=tolerance, episodes=report))
     if truth_cuts:
         r = report["all"]
         click.echo(f"precision {r['precision']:.3f} recall {r['recall']:.3f} f1 {r['f1']:.3f} "
                    f"({r['true_positives']}/{r['truth']} true cuts, {r['predicted']} detected, +-{tolerance} frames)")
 
 
-def _write_json(path: str, obj) -> None:
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=1)
-
-
-def _natural_key(name: str):
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
-
-
 def _manga_pages(folder: str) -> List[str]:
     if not os.path.isdir(folder):
         raise UserError(f"--manga {folder}: no such folder")
-    pages = sorted((n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTS)), key=_natural_key)
+    pages = list_pages(folder)
     if not pages:
         raise UserError(f"--manga {folder}: no page images in it")
-    return [os.path.join(folder, n) for n in pages]
+    return pages
 
 
 def _load_page(path: str) -> np.ndarray:
@@ -208,6 +185,7 @@ def _ranges(values: Tuple[str, ...], flag: str) -> Dict[str, List[Tuple[int, int
 @click.option("--tolerance", default=12, show_default=True, type=click.IntRange(min=0), help="Report: +-frames.")
 @click.option("--force", is_flag=True, help="Replace an existing output folder (with --shard: redo its episodes).")
 @shard_option
+@user_errors
 def align_cmd(stores, manga, out, page_opts, exclude, truth, step, tolerance, force, shard) -> None:
     """Propose each episode's page function (provenance 'proposed') for a person to confirm."""
     found, pages = _in_shard(_stores(stores), shard), _manga_pages(manga)
@@ -229,32 +207,30 @@ def align_cmd(stores, manga, out, page_opts, exclude, truth, step, tolerance, fo
             raise UserError(f"--pages {n}={first}:{stop}: the volume in {manga} has {len(pages)} pages")
         plans[n] = (first, stop, exclusions.get(n, []), true_bounds)
     hits, total = 0, 0
-    try:
-        with episode_outputs(out, shard, force) as dest:
-            for n, (first, stop, excl, true_bounds) in plans.items():
-                if dest.done(n, f"{n}.json", f"{n}.tags.json"):
-                    boundaries = _done_boundaries(os.path.join(dest.out, f"{n}.json"))
-                else:
-                    pf = _propose(found[n], n, [_load_page(p) for p in pages[first:stop]], first, excl, step)
-                    with dest.episode(n) as folder:
-                        page_function.save(os.path.join(folder, f"{n}.json"), pf)
-                        page_function.save_study_tags(os.path.join(folder, f"{n}.tags.json"), pf)
-                    boundaries = pf.boundaries
-                if true_bounds is not None:
-                    h = align_lib.boundary_hits(boundaries, true_bounds, tolerance)
-                    hits, total = hits + h, total + len(true_bounds)
-                    click.echo(f"{n}: {h}/{len(true_bounds)} boundaries within +-{tolerance} frames of the truth")
-            if total:
-                write_json(dest.report, dict(tolerance=tolerance, hits=hits, boundaries=total, share=hits / total))
-    except OutputExistsError as e:
-        raise UserError(str(e)) from None
+    with episode_outputs(out, shard, force) as dest:
+        for n, (first, stop, excl, true_bounds) in plans.items():
+            if dest.done(n, f"{n}.json", f"{n}.tags.json"):
+                boundaries = _done_boundaries(os.path.join(dest.out, f"{n}.json"))
+            else:
+                pf = _propose(found[n], n, [_load_page(p) for p in pages[first:stop]], first, excl, step)
+                with dest.episode(n) as folder:
+                    page_function.save(os.path.join(folder, f"{n}.json"), pf)
+                    page_function.save_study_tags(os.path.join(folder, f"{n}.tags.json"), pf)
+                boundaries = pf.boundaries
+            if true_bounds is not None:
+                h = align_lib.boundary_hits(boundaries, true_bounds, tolerance)
+                hits, total = hits + h, total + len(true_bounds)
+                click.echo(f"{n}: {h}/{len(true_bounds)} boundaries within +-{tolerance} frames of the truth")
+        if total:
+            write_json(dest.report, dict(tolerance=tolerance, hits=hits, boundaries=total, share=hits / total))
     if total:
         click.echo(f"all: {hits}/{total} = {hits / total:.1%} of boundaries within +-{tolerance} frames")
 
 
 def _propose(store: FrameStore, name: str, pages: List[np.ndarray], first: int, exclusions, step: int):
     try:
-        return align_lib.propose(store.frames, store.rho, pages, name, first, exclusions, step)
+        boundaries = align_lib.propose(store.frames, store.rho, pages, exclusions, step)
+        return page_function.proposed(name, len(store), first, boundaries, exclusions)
     except (ValueError, page_function.PageFunctionError) as e:
         raise UserError(f"--stores {name}: {e}") from None
 

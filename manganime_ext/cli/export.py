@@ -1,46 +1,20 @@
-"""CLI commands ``check``, ``export-unconditional`` and ``export-conditional`` (registered by dataset_tool_anime.py),
-plus the ``--shard`` option shared by the per-episode stages (frames, cuts, align).
+"""The series commands ``check``, ``export-unconditional`` and ``export-conditional``: argument parsing only.
 
-Only argument parsing: the work is in series_config.py and export.py.
+The work is in ``data.series_config`` and ``data.export``.
 """
 
 import contextlib
-from typing import Optional
 
 import click
 import tqdm
 
-from manganime_ext.data import export
-from manganime_ext.data import series_config
-from manganime_ext.io.outputs import OutputExistsError, Shard
-from manganime_ext.data.page_function import PageFunctionError
-from manganime_ext.data.series_config import SeriesConfigError
-from manganime_ext.io.video import VideoError
+from manganime_ext.cli.errors import user_errors
+from manganime_ext.cli.shard import shard_option
+from manganime_ext.data import export, series_config
+from manganime_ext.io.outputs import select_shard
 
-USER_ERRORS = (SeriesConfigError, export.ExportError, PageFunctionError, VideoError, OutputExistsError)
 series_option = click.option("--series", "series_path", required=True, type=click.Path(),
                              help="Series config JSON (episodes, volumes).")
-
-
-class UserError(click.ClickException):
-    """One line, exit code 1, no traceback."""
-
-
-def _parse_shard(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Shard:
-    """``I/N`` -> (I, N) at parse time, so a bad value fails before any work, in one line naming --shard."""
-    try:
-        return None if value is None else series_config.parse_shard(value)
-    except SeriesConfigError as e:
-        raise UserError(str(e)) from None
-
-
-shard_option = click.option("--shard", default=None, metavar="I/N", callback=_parse_shard,
-                            help="Only episodes whose index % N == I (one job of an N-job array).")
-
-
-def _episodes(series_path: str, shard: Shard):
-    series = series_config.load(series_path)
-    return series, series_config.select_shard(series.episodes, shard or (0, 1))
 
 
 def _bar(stack: contextlib.ExitStack) -> export.ProgressFactory:
@@ -51,13 +25,11 @@ def _bar(stack: contextlib.ExitStack) -> export.ProgressFactory:
 @click.command()
 @series_option
 @shard_option
+@user_errors
 def check(series_path, shard) -> None:
     """Validate a whole series and print frames, pages, tagged fraction and frames per page."""
-    try:
-        series, episodes = _episodes(series_path, shard)
-        rows, total = series_config.summary(series, episodes)
-    except USER_ERRORS as e:
-        raise UserError(str(e)) from None
+    series = series_config.load(series_path)
+    rows, total = series_config.summary(series, select_shard(series.episodes, shard))
     click.echo(f"{'episode':<16} {'frames':>8} {'supported':>9} {'pages':>6} {'tagged':>7}  frames/page mean min max")
     for r in rows + [dict(total, name=f"total ({total['episodes']} ep.)")]:
         mean, lo, hi = r["per_page"]
@@ -70,14 +42,12 @@ def check(series_path, shard) -> None:
 @click.option("--out", required=True, type=click.Path(), help="Output .zip (official StyleGAN2-ADA format).")
 @click.option("--labels", is_flag=True, help="Label each image with its episode's index (class-conditional).")
 @click.option("--force", is_flag=True, help="Replace an existing output.")
+@user_errors
 def export_unconditional(series_path, out, labels, force) -> None:
     """Write every supported frame of the series as an official-format dataset zip."""
-    try:
-        series = series_config.load(series_path)
-        with contextlib.ExitStack() as bars:
-            count = export.export_unconditional(series, series.episodes, out, labels, force, _bar(bars))
-    except USER_ERRORS as e:
-        raise UserError(str(e)) from None
+    series = series_config.load(series_path)
+    with contextlib.ExitStack() as bars:
+        count = export.export_unconditional(series, series.episodes, out, labels, force, _bar(bars))
     click.echo(f"{out}: {count} images")
 
 
@@ -92,18 +62,16 @@ def export_unconditional(series_path, out, labels, force) -> None:
 @click.option("--no-cross-cuts", is_flag=True, help="Drop pairs that straddle a cut (needs --cuts).")
 @click.option("--skip-untagged", is_flag=True, help="Drop pairs on untagged pages instead of guessing their page.")
 @click.option("--force", is_flag=True, help="Replace an existing output.")
+@user_errors
 def export_conditional(series_path, out, stride, val_episodes, cuts_path, no_cross_cuts, skip_untagged, force) -> None:
     """Write the paired (frame, page, next frame) dataset for next-frame training."""
-    try:
-        if no_cross_cuts and cuts_path is None:
-            raise export.ExportError("--no-cross-cuts: give the cuts with --cuts")
-        series = series_config.load(series_path)
-        cuts = export.load_cuts(cuts_path) if cuts_path else None
-        val = [v.strip() for v in val_episodes.split(",") if v.strip()]
-        with contextlib.ExitStack() as bars:
-            counts = export.export_conditional(series, series.episodes, out, val, stride, cuts, no_cross_cuts,
-                                               skip_untagged, force, _bar(bars))
-    except USER_ERRORS as e:
-        raise UserError(str(e)) from None
+    if no_cross_cuts and cuts_path is None:
+        raise export.ExportError("--no-cross-cuts: give the cuts with --cuts")
+    series = series_config.load(series_path)
+    cuts = export.load_cuts(cuts_path) if cuts_path else None
+    val = [v.strip() for v in val_episodes.split(",") if v.strip()]
+    with contextlib.ExitStack() as bars:
+        counts = export.export_conditional(series, series.episodes, out, val, stride, cuts, no_cross_cuts,
+                                           skip_untagged, force, _bar(bars))
     click.echo(f"{out}: {counts['train']} train / {counts['val']} val pairs, {counts['frames']} frames, "
                f"{counts['pages']} pages")

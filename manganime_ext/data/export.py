@@ -33,11 +33,12 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import PIL.Image
 
+from manganime_ext.analysis.exclusions import supported_mask
 from manganime_ext.data import page_function
-from manganime_ext.io.outputs import OutputExistsError
 from manganime_ext.data.page_function import PageFunction
 from manganime_ext.data.series_config import Episode, Series, open_episode
-from stylegan2_ada.dnnlib.util import atomic_write
+from manganime_ext.io.json_files import JSONFileError, read_json
+from manganime_ext.io.outputs import atomic_file, refuse_existing
 
 INDEX = "index.json"
 FORMAT = "manganime-paired-v1"
@@ -55,7 +56,7 @@ def pair_starts(pf: PageFunction, stride: int = 1, cuts: Sequence[int] = (), no_
     """Frames n of the episode whose pair (n, n + stride) is kept (see the module docstring)."""
     total = pf.num_frames
     n = np.arange(max(total - stride, 0))
-    unsupported = np.concatenate([[0], np.cumsum(~page_function.supported_mask(total, pf.exclusions))])
+    unsupported = np.concatenate([[0], np.cumsum(~supported_mask(total, pf.exclusions))])
     pages = page_function.pages_of_frames(pf, n)
     keep = (unsupported[n + stride + 1] - unsupported[n] == 0) & (pages >= 0)
     if skip_untagged:
@@ -72,10 +73,9 @@ def load_cuts(path: str) -> Dict[str, List[int]]:
     """Cuts per episode from ``{episode: [first frames of new shots]}`` (the cuts stage) or from the
     synthetic series' ground_truth.json (episodes named by file stem)."""
     try:
-        with open(path) as f:
-            d = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise ExportError(f"--cuts: {path}: cannot read JSON ({e})") from None
+        d = read_json(path)
+    except JSONFileError as e:
+        raise ExportError(f"--cuts: {e}") from None
     if isinstance(d, dict) and isinstance(d.get("episodes"), list):
         try:
             d = {os.path.splitext(os.path.basename(ep["file"]))[0]: ep["cuts"] for ep in d["episodes"]}
@@ -85,11 +85,6 @@ def load_cuts(path: str) -> Dict[str, List[int]]:
                                           for v in d.values()):
         raise ExportError(f"--cuts: {path}: expected {{episode: [frame, ...]}}")
     return d
-
-
-def refuse_existing(path: str, force: bool) -> None:
-    if os.path.exists(path) and not force:
-        raise OutputExistsError(f"{path}: output already exists (use --force to replace it)")
 
 
 def _png(pixels: np.ndarray) -> bytes:
@@ -106,12 +101,12 @@ def export_unconditional(series: Series, episodes: Sequence[Episode], out: str, 
     """
     refuse_existing(out, force)
     opened = [(ep, *open_episode(series, ep)) for ep in episodes]    # every error before any writing
-    total = sum(int(page_function.supported_mask(len(store), pf.exclusions).sum()) for _, store, pf in opened)
+    total = sum(int(supported_mask(len(store), pf.exclusions).sum()) for _, store, pf in opened)
     progress = progress_factory(total) if progress_factory else None
     count, label_list = 0, []
-    with atomic_write(out) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
+    with atomic_file(out) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
         for ep, store, pf in opened:
-            for n in np.flatnonzero(page_function.supported_mask(len(store), pf.exclusions)):
+            for n in np.flatnonzero(supported_mask(len(store), pf.exclusions)):
                 name = f"{count // 1000:05d}/img{count:08d}.png"
                 zf.writestr(name, _png(np.asarray(store[n])))
                 label_list.append([name, ep.index])
@@ -166,7 +161,7 @@ def export_conditional(series: Series, episodes: Sequence[Episode], out: str, va
                  no_cross_cuts=no_cross_cuts, skip_untagged=skip_untagged,
                  pages=[[v, p] for v, p in page_files], columns=list(COLUMNS), **splits)
     progress = progress_factory(sum(len(f) for _, f in needed)) if progress_factory else None
-    with atomic_write(out) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
+    with atomic_file(out) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
         size = None
         for i, (vol, p) in enumerate(page_files):
             path = series.volumes[vol].pages[p]

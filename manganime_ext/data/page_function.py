@@ -17,6 +17,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from manganime_ext.analysis.exclusions import supported_mask
 from manganime_ext.io.json_files import read_json, write_json
 
 PROVENANCE = ("hand", "proposed")
@@ -29,6 +30,14 @@ class PageFunctionError(ValueError):
 
 @dataclasses.dataclass
 class PageFunction:
+    """Which manga page each frame of one episode illustrates: the tag that conditions next-frame training.
+
+    Stored as one boundary per page (not one page per frame) because the anime follows the manga in
+    order: a monotonic map is fully described by where each page ends, which is also the study's tag
+    format, what a person confirms in the tagger and what ``analysis.align`` proposes. Provenance
+    records who set each boundary, so a proposal never passes for a hand tag.
+    """
+
     episode: str                                  # episode name (e.g. its file stem)
     num_frames: int                               # frames in the episode (as stored, after stride)
     first_page: int                               # the episode's first page in the volume
@@ -52,6 +61,14 @@ def from_study_tags(tags: Sequence[int], episode: str, num_frames: int, first_pa
     ints("boundaries", bounds)
     return validate(PageFunction(episode, num_frames, first_page, bounds,
                                  [provenance if b < num_frames else None for b in bounds],
+                                 [(int(a), int(b)) for a, b in exclusions]))
+
+
+def proposed(episode: str, num_frames: int, first_page: int, boundaries: Sequence[int],
+             exclusions: Sequence[Tuple[int, int]] = ()) -> PageFunction:
+    """A validated page function whose every boundary was proposed automatically (``analysis.align``)."""
+    bounds = [int(b) for b in boundaries]
+    return validate(PageFunction(episode, num_frames, first_page, bounds, ["proposed"] * len(bounds),
                                  [(int(a), int(b)) for a, b in exclusions]))
 
 
@@ -127,14 +144,6 @@ def validate(pf: PageFunction) -> PageFunction:
         raise PageFunctionError(f"boundaries[{len(b) - 1}]: the last page ends at frame {b[-1]} but frames up to "
                                 f"{supported[-1]} are supported (exclude them or extend the last page)")
     return pf
-
-
-def supported_mask(num_frames: int, exclusions: Sequence[Tuple[int, int]]) -> np.ndarray:
-    """Boolean per frame: True where the frame has manga support (outside every exclusion)."""
-    mask = np.ones(num_frames, bool)
-    for start, stop in exclusions:
-        mask[start:stop] = False
-    return mask
 
 
 def interpolate_untagged(boundaries: Sequence[int], num_frames: int) -> np.ndarray:

@@ -20,22 +20,20 @@ page function against the store and the page range). Every error is one line nam
 import dataclasses
 import json
 import os
-import re
-from typing import Dict, List, Optional, Sequence, Tuple, TypeVar
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from manganime_ext.data import page_function
+from manganime_ext.data.page_function import PageFunction, PageFunctionError
 from manganime_ext.io.frame_store import FrameStore
 from manganime_ext.io.json_files import read_json
-from manganime_ext.io.manga import IMAGE_EXTENSIONS, natural_key
-from manganime_ext.data.page_function import PageFunction, PageFunctionError
+from manganime_ext.io.manga import list_pages
 from manganime_ext.io.video import VideoError
 
 EPISODE_FIELDS = ("name", "video", "store", "volume", "pages")
 EPISODE_OPTIONAL = ("page_function", "exclusions")
 VOLUME_FIELDS = ("name", "pages")
-T = TypeVar("T")
 
 
 class SeriesConfigError(ValueError):
@@ -44,6 +42,12 @@ class SeriesConfigError(ValueError):
 
 @dataclasses.dataclass
 class Volume:
+    """One preprocessed manga volume of the series (a folder the ``manga`` stage wrote).
+
+    Episodes name a volume and a page range in it, so the pages are listed once, here, in the order
+    every stage sees them (``io.manga.list_pages``), and a page is known by (volume, index).
+    """
+
     name: str
     folder: str                   # absolute path of the preprocessed pages
     pages: List[str]              # absolute page file paths, natural order
@@ -51,6 +55,11 @@ class Volume:
 
 @dataclasses.dataclass
 class Episode:
+    """One episode as the config describes it: its video, its frame store, the pages it adapts, its tags.
+
+    Paths are made absolute at load time, so later stages never depend on the working directory.
+    """
+
     index: int                    # position in the config (what --shard splits on)
     name: str
     video: str                    # absolute paths from here on
@@ -63,15 +72,15 @@ class Episode:
 
 @dataclasses.dataclass
 class Series:
+    """A whole series, loaded and checked from its config file: the input of ``check`` and the exports.
+
+    One file describes everything, so every stage after tagging runs from it alone, and ``--shard``
+    splits its episodes the same way in every job.
+    """
+
     path: str
     volumes: Dict[str, Volume]
     episodes: List[Episode]
-
-
-def list_pages(folder: str) -> List[str]:
-    """Image files of ``folder`` in natural order (absolute paths)."""
-    names = [n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith(".")]
-    return [os.path.join(folder, n) for n in sorted(names, key=natural_key)]
 
 
 def _fields(where: str, d, required: Sequence[str], optional: Sequence[str] = ()) -> None:
@@ -195,22 +204,6 @@ def open_episode(series: Series, ep: Episode) -> Tuple[FrameStore, PageFunction]
     except PageFunctionError as e:
         raise SeriesConfigError(f"{where}.page_function: {ep.page_function} with the config's exclusions: "
                                 f"{e}") from None
-
-
-def parse_shard(text: Optional[str]) -> Tuple[int, int]:
-    """``"i/n"`` -> (i, n) with 0 <= i < n; None -> (0, 1), the whole series."""
-    if text is None:
-        return 0, 1
-    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
-    if not m or not int(m.group(1)) < int(m.group(2)):
-        raise SeriesConfigError(f"--shard: expected i/n with 0 <= i < n (e.g. 3/100), got {text!r}")
-    return int(m.group(1)), int(m.group(2))
-
-
-def select_shard(items: Sequence[T], shard: Tuple[int, int]) -> List[T]:
-    """The items whose index % n == i: job i of an n-job array takes every n-th episode."""
-    i, n = shard
-    return [x for k, x in enumerate(items) if k % n == i]
 
 
 def summary(series: Series, episodes: Sequence[Episode]) -> Tuple[List[dict], dict]:

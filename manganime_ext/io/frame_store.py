@@ -5,73 +5,65 @@ A store is a folder of three files, so the tagger can show any frame of a 20-min
 - ``frames.u8``: raw uint8, N x H x W x 3, frame after frame (read back with numpy.memmap);
 - ``header.json``: shape, source file, stride, transform, trim and fps, so the store explains itself;
 - ``rho.npy``: float64, N - 1 values, rho[i] = similarity of stored frames i and i + 1 (the study's
-  formula, computed while writing so a series is decoded once).
+  formula; ``analysis.decode`` computes it while it writes the frames, so a series is decoded once).
+
+This module knows the layout only: ``FrameStoreWriter`` appends frames and seals the store with its
+rho, ``FrameStore`` reads one back.
 """
 
 import json
 import os
-from typing import Callable, Iterable, Optional
+from typing import Sequence
 
 import numpy as np
 
-from manganime_ext.analysis.similarity import cosine_from_dots, dot, frame_vector
-from manganime_ext.io.video import VideoError, read_video
+from manganime_ext.io.video import VideoError
 
 FRAMES, HEADER, RHO = "frames.u8", "header.json", "rho.npy"
 
 
-def write_frames(folder: str, frames: Iterable[np.ndarray], header: dict,
-                 progress: Optional[Callable[[int], None]] = None) -> int:
-    """Stream ``frames`` (HWC uint8, all one shape) into a new store at ``folder``; return the count.
+class FrameStoreWriter:
+    """Write side of a store, a context manager: ``append(frame)`` for each frame, then ``close(rho)``.
 
-    Memory is two frames whatever the length: frames go straight to disk, rho is one float per pair.
-    (Writing on a second thread gained 5 % on a 256 px source, where decoding is nearly free, and lost 3 %
-    on a 1024 px one, where ffmpeg already keeps both cores busy; real episodes are the second kind.)
+    Frames go straight to disk (unbuffered: each is one large write), so memory stays at one frame
+    whatever the episode's length. The header is written last, so a store without one was never
+    finished (and readers refuse it).
     """
-    os.makedirs(folder)
-    rho, prev, spare, prev_norm, shape = [], None, None, 0.0, None
-    with open(os.path.join(folder, FRAMES), "wb", buffering=0) as f:
-        for frame in frames:
-            if shape is None:
-                shape = frame.shape
-            _write_all(f, memoryview(np.ascontiguousarray(frame, np.uint8)).cast("B"))
-            vec = frame_vector(frame, spare)
-            norm = np.sqrt(dot(vec, vec))
-            if prev is not None:
-                rho.append(cosine_from_dots(dot(prev, vec), prev_norm, norm))
-            prev, prev_norm, spare = vec, norm, prev
-            if progress is not None:
-                progress(1)
-    count = len(rho) + 1 if prev is not None else 0
-    np.save(os.path.join(folder, RHO), np.asarray(rho, np.float64))
-    with open(os.path.join(folder, HEADER), "w") as f:
-        json.dump(dict(header, frames=count, height=shape[0] if shape else 0, width=shape[1] if shape else 0,
-                       channels=3, dtype="uint8"), f, indent=1)
-    return count
 
+    def __init__(self, folder: str, header: dict):
+        os.makedirs(folder)
+        self.folder, self.header = folder, dict(header)
+        self.count, self.shape = 0, None
+        self._file = open(os.path.join(folder, FRAMES), "wb", buffering=0)
 
-def _write_all(f, data: memoryview) -> None:
-    """An unbuffered write may take less than asked: loop until all of ``data`` is written."""
-    while data:
-        data = data[f.write(data):]
+    def append(self, frame: np.ndarray) -> None:
+        """Add one HWC uint8 frame (every frame of a store has the first one's shape)."""
+        if self.shape is None:
+            self.shape = frame.shape
+        elif frame.shape != self.shape:
+            raise ValueError(f"{self.folder}: frame {self.count} has shape {frame.shape}, the store holds {self.shape}")
+        data = memoryview(np.ascontiguousarray(frame, np.uint8)).cast("B")
+        while data:  # an unbuffered write may take less than asked
+            data = data[self._file.write(data):]
+        self.count += 1
 
+    def close(self, rho: Sequence[float]) -> int:
+        """Write ``rho`` (count - 1 values) and the header; return the number of frames stored."""
+        self._file.close()
+        if len(rho) != max(self.count - 1, 0):
+            raise ValueError(f"{self.folder}: {len(rho)} rho values for {self.count} frames")
+        np.save(os.path.join(self.folder, RHO), np.asarray(rho, np.float64))
+        height, width = (self.shape[0], self.shape[1]) if self.shape else (0, 0)
+        with open(os.path.join(self.folder, HEADER), "w") as f:
+            json.dump(dict(self.header, frames=self.count, height=height, width=width, channels=3, dtype="uint8"),
+                      f, indent=1)
+        return self.count
 
-def write_episode(folder: str, video: str, resolution: int, transform: str = "squash", stride: int = 1,
-                  start: Optional[float] = None, duration: Optional[float] = None,
-                  progress_factory: Optional[Callable[[str, int], Callable[[int], None]]] = None) -> int:
-    """Decode ``video`` into a store at ``folder`` (which must not exist); return the frames stored.
+    def __enter__(self) -> "FrameStoreWriter":
+        return self
 
-    ``progress_factory(name, expected_frames)`` returns the per-frame progress callback.
-    Raises VideoError for unreadable, corrupt or empty videos.
-    """
-    meta, frames = read_video(video, resolution, transform, stride, start, duration)
-    progress = progress_factory(os.path.basename(video), meta["expected_frames"]) if progress_factory else None
-    header = dict(source=os.path.abspath(video), stride=stride, transform=transform, start=start, duration=duration,
-                  fps=meta.get("fps"), source_size=list(meta.get("source_size") or []))
-    count = write_frames(folder, frames, header, progress)
-    if count == 0:
-        raise VideoError(f"{video}: no frames decoded (empty video, or --start/--duration outside it)")
-    return count
+    def __exit__(self, *exc) -> None:
+        self._file.close()  # after an error the store stays unfinished (no header); the caller removes it
 
 
 class FrameStore:

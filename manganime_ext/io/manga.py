@@ -12,11 +12,14 @@ harmless. The study's JSON config, with exactly its field names, is accepted::
 
 Output: ``page0000.png ...`` (kept pages, numbered in order) and ``manga.json`` (source, settings and,
 per page, the source name and its original index), written all at once.
+
+``list_pages`` is the one listing of a folder's page images (which files count as pages, in which
+order) that every stage uses: ``manga`` on its input, ``align --manga`` and the series config on
+preprocessed volumes, so no two stages can see different pages in one folder.
 """
 
 import dataclasses
 import io
-import json
 import os
 import re
 import zipfile
@@ -25,7 +28,7 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import PIL.Image
 
-from manganime_ext.io.json_files import read_json
+from manganime_ext.io.json_files import read_json, write_json
 from manganime_ext.io.outputs import atomic_output_dir
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -50,9 +53,17 @@ def natural_key(name: str) -> list:
     return [(0, int(part), "") if part.isdigit() else (1, 0, part.lower()) for part in re.split(r"(\d+)", name)]
 
 
-def _is_image(name: str) -> bool:
+def is_page_image(name: str) -> bool:
+    """Whether a file (or zip member) name is a page: an image extension, not hidden, not macOS metadata."""
     base = os.path.basename(name)
     return name.lower().endswith(IMAGE_EXTENSIONS) and not base.startswith(".") and "__MACOSX" not in name
+
+
+def list_pages(folder: str) -> List[str]:
+    """The page images of ``folder`` (absolute paths) in natural order: the one listing every stage uses."""
+    folder = os.path.abspath(folder)
+    names = [n for n in os.listdir(folder) if is_page_image(n) and os.path.isfile(os.path.join(folder, n))]
+    return [os.path.join(folder, n) for n in sorted(names, key=natural_key)]
 
 
 def _is_whole(v) -> bool:
@@ -108,20 +119,21 @@ def process_page(img: PIL.Image.Image, crop: Sequence[int], resolution: int, nam
     return np.asarray(grey.resize((resolution, resolution), PIL.Image.LANCZOS))
 
 
-class Volume:
-    """The image pages of a folder or a CBZ/zip, naturally sorted by (member) name; ``open(i)`` decodes one."""
+class ScanVolume:
+    """The scanned pages of one volume, a folder or a CBZ/zip, naturally sorted by (member) name; ``open(i)``
+    decodes one. The input of the ``manga`` stage."""
 
     def __init__(self, source: str):
         self.source = source
         self._zip: Optional[zipfile.ZipFile] = None
         if os.path.isdir(source):
-            names = [n for n in os.listdir(source) if _is_image(n) and os.path.isfile(os.path.join(source, n))]
+            names = [os.path.basename(p) for p in list_pages(source)]
         elif os.path.isfile(source):
             try:
                 self._zip = zipfile.ZipFile(source)
             except (OSError, zipfile.BadZipFile) as e:
                 raise MangaError(f"{source}: neither a folder nor a readable CBZ/zip ({e})") from None
-            names = [n for n in self._zip.namelist() if _is_image(n) and not n.endswith("/")]
+            names = [n for n in self._zip.namelist() if is_page_image(n) and not n.endswith("/")]
         else:
             raise MangaError(f"{source}: no such folder or CBZ/zip file")
         if not names:
@@ -156,7 +168,7 @@ def write_volume(source: str, out: str, resolution: int, settings: MangaSettings
                  progress: Optional[Callable[[int], None]] = None) -> dict:
     """Preprocess the volume at ``source`` into folder ``out`` (appears only when complete); return the manifest."""
     check_settings(settings)
-    volume = Volume(source)
+    volume = ScanVolume(source)
     try:
         kept = select_pages(len(volume), settings)
         manifest = {"source": os.path.abspath(source), "resolution": resolution,
@@ -170,8 +182,7 @@ def write_volume(source: str, out: str, resolution: int, settings: MangaSettings
                 manifest["pages"].append({"file": file, "source": volume.names[index], "index": index})
                 if progress is not None:
                     progress(1)
-            with open(os.path.join(tmp, MANIFEST), "w") as f:
-                json.dump(manifest, f, indent=1)
+            write_json(os.path.join(tmp, MANIFEST), manifest)
     finally:
         volume.close()
     return manifest

@@ -1,16 +1,67 @@
-"""All-or-nothing output folders: a command's results appear at once, or not at all."""
+"""All-or-nothing outputs: a command's files and folders appear at once, or not at all; plus ``--shard``.
+
+Every file or folder a user would hate to lose half of is written under a temporary name beside its
+destination and renamed into place when complete: readers never see a partial output, a crash leaves
+the old one (if any) untouched, and an existing output is refused up front unless ``force``.
+"""
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
-from typing import Iterator, Optional, Tuple
+from typing import BinaryIO, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 Shard = Optional[Tuple[int, int]]  # (i, n): this job does the episodes whose index % n == i
+T = TypeVar("T")
 
 
 class OutputExistsError(FileExistsError):
     """The output is already there and ``force`` was not given."""
+
+
+class ShardError(ValueError):
+    """A ``--shard`` value that is not ``i/n`` with 0 <= i < n."""
+
+
+def parse_shard(text: Optional[str]) -> Tuple[int, int]:
+    """``"i/n"`` -> (i, n) with 0 <= i < n; None -> (0, 1), the whole series."""
+    if text is None:
+        return 0, 1
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or not int(m.group(1)) < int(m.group(2)):
+        raise ShardError(f"--shard: expected i/n with 0 <= i < n (e.g. 3/100), got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def select_shard(items: Sequence[T], shard: Shard) -> List[T]:
+    """The items whose index % n == i (job i of an n-job array takes every n-th); all of them for None."""
+    i, n = shard or (0, 1)
+    return [x for k, x in enumerate(items) if k % n == i]
+
+
+def refuse_existing(path: str, force: bool) -> None:
+    """Raise OutputExistsError if ``path`` exists and ``force`` is off."""
+    if os.path.exists(path) and not force:
+        raise OutputExistsError(f"{path}: output already exists (use --force to replace it)")
+
+
+@contextlib.contextmanager
+def atomic_file(path: str) -> Iterator[BinaryIO]:
+    """A binary file that appears at ``path`` only when the ``with`` block succeeds (temp file, fsync, rename)."""
+    path = os.path.abspath(path)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{os.path.basename(path)}.tmp-")
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the output from the user's group
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 @contextlib.contextmanager
@@ -21,8 +72,7 @@ def atomic_output_dir(path: str, force: bool = False) -> Iterator[str]:
     ``path`` is refused up front unless ``force``, in which case it is replaced only at the end.
     """
     path = os.path.abspath(path)
-    if os.path.exists(path) and not force:
-        raise OutputExistsError(f"{path}: output already exists (use --force to replace it)")
+    refuse_existing(path, force)
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}.tmp-")

@@ -17,17 +17,17 @@ Layout written: ``episodes/ep000.mp4 ...``, ``manga/page0000.png ...``, ``ground
 """
 
 import dataclasses
-import json
 import math
 import os
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
-import imageio_ffmpeg
 import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 
+from manganime_ext.io.json_files import write_json
 from manganime_ext.io.outputs import atomic_output_dir
+from manganime_ext.io.video import write_mp4
 
 Colour = Tuple[int, int, int]
 OUTLINE: Colour = (28, 24, 36)
@@ -341,18 +341,6 @@ def episode_frames(episode: Episode, size: int) -> Iterator[np.ndarray]:
             yield render_frame(shot, t, size)
 
 
-def _write_video(path: str, frames: Iterator[np.ndarray], size: int, fps: int) -> None:
-    writer = imageio_ffmpeg.write_frames(path, (size, size), fps=fps, codec="libx264", pix_fmt_out="yuv420p",
-                                         quality=None, macro_block_size=1,
-                                         output_params=["-crf", "18", "-preset", "veryfast"])
-    writer.send(None)
-    try:
-        for frame in frames:
-            writer.send(np.ascontiguousarray(frame))
-    finally:
-        writer.close()
-
-
 def plan_pages(rnd: np.random.RandomState, episode: Episode) -> List[Tuple[int, int]]:
     """Inclusive frame ranges of the body covered by each page: 1-2 whole shots a page, so boundaries sit at cuts."""
     starts, body = episode.starts, range(episode.intro_shots, len(episode.shots) - episode.outro_shots)
@@ -398,7 +386,7 @@ def write_series(out: str, episodes: int = 3, seconds: float = 30.0, resolution:
         page_rnd = np.random.RandomState([seed, 0])
         for e, episode in enumerate(series):
             name = f"episodes/ep{e:03d}.mp4"
-            _write_video(os.path.join(tmp, name), episode_frames(episode, resolution), resolution, fps)
+            write_mp4(os.path.join(tmp, name), episode_frames(episode, resolution), fps)
             if progress is not None:
                 progress(episode.frames)
             pages = plan_pages(page_rnd, episode)
@@ -414,6 +402,5 @@ def write_series(out: str, episodes: int = 3, seconds: float = 30.0, resolution:
                 "file": name, "frames": episode.frames, "intro": [0, int(intro_stop)],
                 "outro": [int(outro_start), episode.frames], "cuts": [int(s) for s in starts[1:]],
                 "page_range": [first_page, truth["pages"]], "boundaries": [int(last) for _, last in pages]})
-        with open(os.path.join(tmp, "ground_truth.json"), "w") as f:
-            json.dump(truth, f, indent=1)
+        write_json(os.path.join(tmp, "ground_truth.json"), truth)
     return truth

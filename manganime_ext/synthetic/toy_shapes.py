@@ -3,23 +3,21 @@
 Cel-shaded blobs (filled circles, squares and triangles with dark outlines)
 over a two-tone background, written as an official-format dataset zip
 (``00000/img00000000.png``, ..., ``dataset.json`` with the shape class as
-label).  Stands in for real data until the synthetic anime series lands.
+label): the training set of ``make demo``, small and quick to learn on a CPU.
 
-    python -m manganime_ext.synthetic.toy_shapes --out shapes.zip --count 1000 --resolution 32
+    python -m manganime_ext.cli.toy_shapes --out shapes.zip --count 1000 --resolution 32
 """
 
 import io
 import json
-import os
 import zipfile
 from typing import Tuple
 
-import click
 import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 
-from stylegan2_ada.dnnlib.util import atomic_write
+from manganime_ext.io.outputs import atomic_file
 
 PALETTE = [(236, 94, 86), (250, 200, 80), (92, 170, 230), (120, 200, 120), (200, 130, 220), (245, 245, 235)]
 SHAPES = ("circle", "square", "triangle")
@@ -56,7 +54,7 @@ def write_shapes_zip(path: str, count: int, resolution: int, seed: int = 0) -> N
     """Write ``count`` images as an official-format dataset zip, atomically."""
     rnd = np.random.RandomState(seed)
     labels = []
-    with atomic_write(path) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
+    with atomic_file(path) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
         for idx in range(count):
             pixels, shape = draw_shape_image(rnd, resolution)
             name = f"{idx // 1000:05d}/img{idx:08d}.png"
@@ -65,22 +63,3 @@ def write_shapes_zip(path: str, count: int, resolution: int, seed: int = 0) -> N
             zf.writestr(name, buf.getvalue())
             labels.append([name, shape])
         zf.writestr("dataset.json", json.dumps({"labels": labels}))
-
-
-@click.command()
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .zip")
-@click.option("--count", type=click.IntRange(min=1), default=1000, show_default=True)
-@click.option("--resolution", type=click.Choice(["16", "32", "64", "128"]), default="32", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--force", is_flag=True, help="Overwrite an existing output")
-def main(out: str, count: int, resolution: str, seed: int, force: bool) -> None:
-    """Write the toy cartoon-shapes dataset."""
-    if os.path.exists(out) and not force:
-        raise click.UsageError(f"{out} already exists (use --force to overwrite)")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    write_shapes_zip(out, count, int(resolution), seed)
-    click.echo(f"wrote {count} images to {out}")
-
-
-if __name__ == "__main__":
-    main()  # pylint: disable=no-value-for-parameter

@@ -1,0 +1,26 @@
+"""The ``synth`` command: write the built-in synthetic series (episodes, manga volume, ground truth)."""
+
+import click
+import tqdm
+
+from manganime_ext.cli.errors import user_errors
+from manganime_ext.synthetic import anime
+
+
+@click.command(name="synth")
+@click.option("--out", required=True, type=click.Path(), help="Output folder (episodes/, manga/, ground_truth.json).")
+@click.option("--episodes", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--seconds", default=30.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Length of each episode.")
+@click.option("--resolution", default=128, show_default=True, type=click.IntRange(min=16))
+@click.option("--fps", default=24, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--intro-seconds", default=3.0, show_default=True, type=click.FloatRange(min=0))
+@click.option("--outro-seconds", default=2.0, show_default=True, type=click.FloatRange(min=0))
+@click.option("--force", is_flag=True, help="Replace an existing output folder.")
+@user_errors
+def synth(out, episodes, seconds, resolution, fps, seed, intro_seconds, outro_seconds, force) -> None:
+    """Write the synthetic series: cartoon episodes, their manga volume and the ground truth."""
+    with tqdm.tqdm(total=episodes * int(round(seconds * fps)), unit="frame", desc="synth") as bar:
+        anime.write_series(out, episodes, seconds, resolution, fps, seed, intro_seconds, outro_seconds,
+                           force=force, progress=bar.update)
