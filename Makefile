@@ -8,11 +8,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: env test bench bench-train bench-frames bench-cuts demo clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+# Last, the project itself (pyproject.toml), editable, so `import manganime_ext` works from any folder;
+# --no-deps: its dependencies are in already, and pip must not swap the CPU torch for a CUDA one.
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
 env: $(STAMP)
@@ -39,7 +42,7 @@ bench-cuts: $(STAMP)
 # that leaves a run directory with snapshots and image grids, then samples from it.
 DEMO_DIR ?= demo-out
 demo: $(STAMP)
-	$(PY) -m manganime_ext.synthetic.toy_shapes --out $(DEMO_DIR)/shapes32.zip --count 2000 --force
+	$(PY) -m manganime_ext.cli.toy_shapes --out $(DEMO_DIR)/shapes32.zip --count 2000 --force
 	$(PY) -m stylegan2_ada.train --outdir=$(DEMO_DIR)/runs --data=$(DEMO_DIR)/shapes32.zip --mirror \
 		--kimg=10 --tick=1 --snap=5 --batch=16 --cbase=2048 --cmax=64 --fp32 --workers=1
 	snap=$$(ls $(DEMO_DIR)/runs/*/network-snapshot-*.pkl | tail -n 1); \
@@ -47,4 +50,4 @@ demo: $(STAMP)
 	@echo "Demo done: see $(DEMO_DIR)/runs (fakes*.png, network-snapshot-*.pkl) and $(DEMO_DIR)/samples"
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -9,7 +9,6 @@ boundaries +-12 frames).
 
 import glob
 import os
-import sys
 import tempfile
 import time
 
@@ -17,10 +16,9 @@ import click
 import numpy as np
 import PIL.Image
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from manganime_ext.analysis import align, cuts, decode  # noqa: E402
-from manganime_ext.io.frame_store import FrameStore  # noqa: E402
-from manganime_ext.synthetic import anime  # noqa: E402
+from manganime_ext.analysis import align, cuts, decode
+from manganime_ext.io.frame_store import FrameStore
+from manganime_ext.synthetic import anime
 
 
 @click.command()

@@ -44,7 +44,7 @@ except ImportError as e:  # also a cv2 that needs a missing libGL: the hint name
     sys.exit(f"bench_cuts_pyscenedetect: cannot import PySceneDetect/OpenCV ({e}); "
              f"install the benchmark-only packages: .venv/bin/python -m pip install -r requirements-bench.txt")
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Imported after the check above, so a missing benchmark package is reported first.
 from manganime_ext.analysis import cuts, decode  # noqa: E402
 from manganime_ext.io.frame_store import FrameStore  # noqa: E402
 from manganime_ext.io.video import write_mp4  # noqa: E402

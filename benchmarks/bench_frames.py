@@ -30,17 +30,15 @@ import click
 import imageio_ffmpeg
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from manganime_ext.io.video import ffmpeg_args  # noqa: E402
-from manganime_ext.io.frame_store import FRAMES, FrameStore  # noqa: E402
-from manganime_ext.synthetic import anime  # noqa: E402
+from manganime_ext.io.frame_store import FRAMES, FrameStore
+from manganime_ext.io.video import ffmpeg_args
+from manganime_ext.synthetic import anime
 
 STORE_CHILD = """
 import resource, sys, time
-sys.path.insert(0, sys.argv[1])
 from manganime_ext.analysis import decode
 t = time.perf_counter()
-n = decode.write_episode(sys.argv[3], sys.argv[2], 256, stride=2)
+n = decode.write_episode(sys.argv[2], sys.argv[1], 256, stride=2)
 sec = time.perf_counter() - t
 hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0]
 print(n, sec, hwm, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
@@ -64,9 +62,8 @@ def ffmpeg_alone(video: str, target: str) -> float:
 
 def store_run(video: str, out: str):
     """(frames, seconds, store process peak MiB, ffmpeg peak MiB) of decode.write_episode, in a fresh process."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     os.sync()
-    res = subprocess.run([sys.executable, "-c", STORE_CHILD, root, video, out], check=True, capture_output=True,
+    res = subprocess.run([sys.executable, "-c", STORE_CHILD, video, out], check=True, capture_output=True,
                          text=True)
     n, sec, hwm_kib, ffmpeg_kib = res.stdout.split()
     return int(n), float(sec), int(hwm_kib) / 1024, int(ffmpeg_kib) / 1024
