@@ -9,9 +9,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+import dataset_tool_anime
 from manganime_ext.data import page_function
 from manganime_ext.cli.export import export_conditional, export_unconditional
-from manganime_ext.data.export import pair_starts
+from manganime_ext.data.export import load_cuts, pair_starts
 from manganime_ext.io.frame_store import FrameStore
 from manganime_ext.data.paired_dataset import PairedDatasetError, PairedFrameDataset
 from stylegan2_ada.training.dataset import ImageFolderDataset
@@ -193,3 +194,43 @@ def test_error_while_writing_leaves_nothing(config, tiny_series, tmp_path):
     result = run(export_unconditional, "--series", path, "--out", tmp_path / "u.zip")
     assert result.exit_code == 1 and "no supported frames" in result.output, result.output
     assert os.listdir(tmp_path) == []
+
+
+def test_cuts_folder_of_the_cuts_stage(config, tiny_stores, tmp_path):
+    """--cuts takes what the cuts command writes (one file per episode, sharded or not) as it is."""
+    folder, sharded = tmp_path / "cuts", tmp_path / "sharded"
+    assert run(dataset_tool_anime.cli, "cuts", "--stores", tiny_stores, "--out", folder).exit_code == 0
+    for shard in ("0/2", "1/2"):
+        assert run(dataset_tool_anime.cli, "cuts", "--stores", tiny_stores, "--out", sharded, "--shard", shard,
+                   "--method", "cosine").exit_code == 0
+    per_episode = {p.stem: json.loads(p.read_text())["cuts"] for p in folder.glob("ep*.json")}
+    assert sorted(per_episode) == ["ep000", "ep001"] and all(per_episode.values())
+    assert load_cuts(str(folder)) == per_episode
+    assert sorted(load_cuts(str(sharded))) == ["ep000", "ep001"]            # report-<I>of<N>.json skipped
+    single = tmp_path / "cuts.json"
+    single.write_text(json.dumps(per_episode))
+    datasets = []
+    for i, source in enumerate((folder, single)):
+        out = tmp_path / f"paired{i}.zip"
+        result = run(export_conditional, "--series", config, "--out", out, "--cuts", source, "--no-cross-cuts")
+        assert result.exit_code == 0, result.output
+        datasets.append(PairedFrameDataset(str(out), "all"))
+    assert np.array_equal(datasets[0].pairs, datasets[1].pairs) and len(datasets[0]) > 0
+    names = datasets[0].episodes
+    assert not any(n < c <= m for e, n, m, _ in datasets[0].pairs for c in per_episode[names[e]])
+
+
+@pytest.mark.parametrize("case", ["empty", "foreign", "twice"])
+def test_cuts_folder_errors(config, tmp_path, case):
+    folder = tmp_path / "cuts"
+    folder.mkdir()
+    if case == "foreign":
+        (folder / "ep000.json").write_text(json.dumps([1, 2]))
+    elif case == "twice":
+        for name in ("a.json", "b.json"):
+            (folder / name).write_text(json.dumps(dict(episode="ep000", cuts=[5])))
+    message = {"empty": "no cuts files", "foreign": "ep000.json: not a file of the cuts stage",
+               "twice": "b.json: a second file for episode 'ep000'"}[case]
+    result = run(export_conditional, "--series", config, "--out", tmp_path / "p.zip", "--cuts", folder)
+    assert result.exit_code == 1 and f"--cuts: {folder}" in result.output and message in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "p.zip").exists()

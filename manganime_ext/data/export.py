@@ -27,6 +27,7 @@ the pair is dropped with ``skip_untagged``. ``no_cross_cuts`` drops pairs with a
 import io
 import json
 import os
+import re
 import zipfile
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -70,12 +71,15 @@ def pair_starts(pf: PageFunction, stride: int = 1, cuts: Sequence[int] = (), no_
 
 
 def load_cuts(path: str) -> Dict[str, List[int]]:
-    """Cuts per episode from ``{episode: [first frames of new shots]}`` (the cuts stage) or from the
-    synthetic series' ground_truth.json (episodes named by file stem)."""
-    try:
-        d = read_json(path)
-    except JSONFileError as e:
-        raise ExportError(f"--cuts: {e}") from None
+    """Cuts per episode (first frames of new shots), from any of:
+
+    - the ``cuts`` stage's output folder (``<episode>.json`` each, sharded or not; reports are skipped);
+    - one file ``{episode: [frame, ...]}``;
+    - the synthetic series' ground_truth.json (episodes named by file stem).
+    """
+    if os.path.isdir(path):
+        return _cuts_folder(path)
+    d = _read_cuts_file(path)
     if isinstance(d, dict) and isinstance(d.get("episodes"), list):
         try:
             d = {os.path.splitext(os.path.basename(ep["file"]))[0]: ep["cuts"] for ep in d["episodes"]}
@@ -85,6 +89,35 @@ def load_cuts(path: str) -> Dict[str, List[int]]:
                                           for v in d.values()):
         raise ExportError(f"--cuts: {path}: expected {{episode: [frame, ...]}}")
     return d
+
+
+REPORT = re.compile(r"report(-\d+of\d+)?\.json")
+
+
+def _read_cuts_file(path: str):
+    try:
+        return read_json(path)
+    except JSONFileError as e:
+        raise ExportError(f"--cuts: {e}") from None
+
+
+def _cuts_folder(folder: str) -> Dict[str, List[int]]:
+    """{episode: cuts} from the ``cuts`` stage's folder: one ``{"episode", "cuts", ...}`` file per episode."""
+    out: Dict[str, List[int]] = {}
+    for name in sorted(os.listdir(folder)):
+        if name.startswith(".") or not name.endswith(".json") or REPORT.fullmatch(name):
+            continue
+        path = os.path.join(folder, name)
+        d = _read_cuts_file(path)
+        if not (isinstance(d, dict) and isinstance(d.get("episode"), str) and isinstance(d.get("cuts"), list)
+                and all(isinstance(c, int) for c in d["cuts"])):
+            raise ExportError(f"--cuts: {path}: not a file of the cuts stage (expected episode and cuts)")
+        if d["episode"] in out:
+            raise ExportError(f"--cuts: {path}: a second file for episode {d['episode']!r}")
+        out[d["episode"]] = d["cuts"]
+    if not out:
+        raise ExportError(f"--cuts: {folder}: no cuts files in it (write them with the cuts command)")
+    return out
 
 
 def _png(pixels: np.ndarray) -> bytes:
