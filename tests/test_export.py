@@ -152,8 +152,8 @@ def test_bad_inputs_one_line_no_output(config, tmp_path, command, case):
         path, message = edited(config, tmp_path, lambda d: d["episodes"][1].update(store="gone")), \
             "episodes[1].store"
     elif case == "page_range":
-        path, message = edited(config, tmp_path, lambda d: d["episodes"][0].update(pages=[0, 500])), \
-            "episodes[0].pages: [0, 500] is not a page range"
+        path, message = edited(config, tmp_path, lambda d: d["episodes"][0].update(page_range=[0, 500])), \
+            "episodes[0].page_range: [0, 500) is not a page range"
     elif case == "non_monotonic":
         pf = json.loads(open(config.replace("series.json", "ep001.json")).read())
         pf["boundaries"][0], pf["boundaries"][1] = pf["boundaries"][1], pf["boundaries"][0]

@@ -21,8 +21,7 @@ def write_series_config(folder, series, truth, stores) -> str:
         pf = page_function.from_study_tags(ep["boundaries"], name, ep["frames"], ep["page_range"][0], exclusions)
         page_function.save(str(folder / f"{name}.json"), pf)
         episodes.append(dict(name=name, video=str(series / ep["file"]), store=str(stores / name), volume="vol",
-                             pages=[ep["page_range"][0], ep["page_range"][1] - 1], page_function=f"{name}.json",
-                             exclusions=exclusions))
+                             page_range=ep["page_range"], page_function=f"{name}.json", exclusions=exclusions))
     path = folder / "series.json"
     path.write_text(json.dumps(dict(volumes=[dict(name="vol", pages=str(series / "manga"))], episodes=episodes)))
     return str(path)
@@ -79,7 +78,10 @@ def _set(*keys, value):
 @pytest.mark.parametrize("edit, message", [
     (_set("episodes", 0, "colour", value=1), "episodes[0]: unknown field(s) ['colour']"),
     (lambda d: d["episodes"][1].pop("store"), "episodes[1]: missing field(s) ['store']"),
-    (_set("episodes", 0, "pages", value=[0, 999]), "episodes[0].pages: [0, 999] is not a page range"),
+    (_set("episodes", 0, "page_range", value=[0, 999]), "episodes[0].page_range: [0, 999) is not a page range"),
+    (_set("episodes", 0, "page_range", value=[3, 3]), "episodes[0].page_range: [3, 3) is not a page range"),
+    (_set("episodes", 0, "pages", value=[0, 2]), "episodes[0]: give the episode's pages as page_range"),
+    (lambda d: d["episodes"][0].pop("page_range"), "episodes[0]: give the episode's pages as page_range"),
     (_set("episodes", 0, "volume", value="nope"), "episodes[0].volume: 'nope' is not one of"),
     (_set("episodes", 1, "exclusions", value=[[0, 10], [90, 5000]]),
      "episodes[1].exclusions[1]: [90, 5000) reaches past"),
@@ -123,3 +125,24 @@ def test_shards_partition_the_series():
     for text in ["3/3", "a/2", "1", "-1/2"]:
         with pytest.raises(ShardError, match="--shard"):
             parse_shard(text)
+
+
+def test_page_range_is_half_open_and_old_inclusive_pages_still_read(config, tiny_series, tmp_path):
+    """page_range [first, stop) as in ground_truth.json; a config from before it, pages [first, last], means the same."""
+    _, truth = tiny_series
+    ranges = [tuple(ep["page_range"]) for ep in truth["episodes"]]
+    assert [ep.page_range for ep in load(config).episodes] == ranges
+
+    def to_old_form(d):
+        for ep in d["episodes"]:
+            first, stop = ep.pop("page_range")
+            ep["pages"] = [first, stop - 1]
+    old = edited(config, tmp_path, to_old_form)
+    assert [ep.page_range for ep in load(old).episodes] == ranges
+    result = CliRunner().invoke(check, ["--series", old])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1].split()[3] == str(ranges[0][1] - ranges[0][0])
+    shifted = edited(config, tmp_path, _set("episodes", 0, "page_range", value=[ranges[0][0], ranges[0][1] - 1]))
+    result = CliRunner().invoke(check, ["--series", shifted])
+    assert result.exit_code == 1 and f"covers pages [{ranges[0][0]}, {ranges[0][1]}), the config says " \
+        f"[{ranges[0][0]}, {ranges[0][1] - 1})" in result.output, result.output

@@ -177,8 +177,10 @@ def _ranges(values: Tuple[str, ...], flag: str) -> Dict[str, List[Tuple[int, int
 @click.option("--manga", required=True, type=click.Path(), help="Folder of the volume's page images (natural order).")
 @click.option("--out", required=True, type=click.Path(),
               help="Output folder: <episode>.json (page function) and <episode>.tags.json (study's format).")
-@click.option("--pages", "page_opts", multiple=True, help="EPISODE=FIRST:STOP, the episode's half-open page range.")
-@click.option("--exclude", multiple=True, help="EPISODE=START:STOP, stored frames without a page (repeatable).")
+@click.option("--pages", "page_opts", multiple=True,
+              help="EPISODE=FIRST:STOP, the episode's page range [FIRST, STOP) (half-open, like a slice).")
+@click.option("--exclude", multiple=True,
+              help="EPISODE=START:STOP, stored frames [START, STOP) without a page (repeatable).")
 @click.option("--truth", default=None, type=click.Path(),
               help="Synthetic ground_truth.json: page ranges and intro/outro from it, plus a +-tolerance report.")
 @click.option("--step", default=4, show_default=True, type=click.IntRange(min=1), help="Score every k-th frame.")

@@ -156,7 +156,7 @@ def _page_files(episodes: Sequence[Episode]) -> List[Tuple[str, int]]:
     """(volume, page) of every page an episode covers, each once, in config order."""
     seen: Dict[Tuple[str, int], None] = {}
     for ep in episodes:
-        for p in range(ep.pages[0], ep.pages[1] + 1):
+        for p in range(*ep.page_range):
             seen.setdefault((ep.volume, p), None)
     return list(seen)
 

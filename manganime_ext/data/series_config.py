@@ -2,15 +2,18 @@
 
     {"volumes":  [{"name": "vol1", "pages": "manga/vol1"}],
      "episodes": [{"name": "ep01", "video": "episodes/ep01.mkv", "store": "stores/ep01",
-                   "volume": "vol1", "pages": [0, 44], "page_function": "tags/ep01.json",
+                   "volume": "vol1", "page_range": [0, 45], "page_function": "tags/ep01.json",
                    "exclusions": [[0, 2160], [31000, 32400]]}]}
 
-Paths are relative to the config file's folder. ``pages`` is the episode's first and last page of
-its volume, both included; a volume's pages are the image files of its folder in natural order
-(2 before 10), as the ``manga`` stage writes them. ``exclusions`` are half-open ``[start, stop)``
-frame ranges without manga support (intro, outro, recaps); they are the series' word on support and
-replace those inside the page function file. ``page_function`` (our JSON, see page_function.py) and
-``exclusions`` are optional: a fresh series has neither.
+Paths are relative to the config file's folder. A volume's pages are the image files of its folder
+in natural order (2 before 10), as the ``manga`` stage writes them. Every range is half-open, like a
+Python slice: ``page_range`` [first, stop) holds pages first .. stop - 1 of the volume (the same
+``page_range`` as in ground_truth.json, ``PageFunction.page_range`` and ``align --pages FIRST:STOP``),
+and ``exclusions`` are ``[start, stop)`` frame ranges without manga support (intro, outro, recaps);
+they are the series' word on support and replace those inside the page function file.
+``page_function`` (our JSON, see page_function.py) and ``exclusions`` are optional: a fresh series
+has neither. Configs written before ``page_range`` existed give ``pages`` [first, last], both
+included; they are still read, as exactly that.
 
 ``load`` checks what it can without the frame stores (fields, names, page ranges against the
 volumes); ``open_episode`` checks the rest once a store exists (exclusions inside the episode, the
@@ -31,8 +34,8 @@ from manganime_ext.io.json_files import read_json
 from manganime_ext.io.manga import list_pages
 from manganime_ext.io.video import VideoError
 
-EPISODE_FIELDS = ("name", "video", "store", "volume", "pages")
-EPISODE_OPTIONAL = ("page_function", "exclusions")
+EPISODE_FIELDS = ("name", "video", "store", "volume")
+EPISODE_OPTIONAL = ("page_range", "pages", "page_function", "exclusions")  # page_range, or the older pages
 VOLUME_FIELDS = ("name", "pages")
 
 
@@ -65,7 +68,7 @@ class Episode:
     video: str                    # absolute paths from here on
     store: str
     volume: str
-    pages: Tuple[int, int]        # first and last page of the volume, both included
+    page_range: Tuple[int, int]   # [first, stop): the volume's pages first .. stop - 1
     page_function: Optional[str]
     exclusions: List[Tuple[int, int]]
 
@@ -126,11 +129,7 @@ def _episode(path: str, i: int, d, base: str, volumes: Dict[str, Volume]) -> Epi
     _strings(where, d, ("name", "video", "store", "volume", "page_function"))
     if d["volume"] not in volumes:
         raise SeriesConfigError(f"{where}.volume: {d['volume']!r} is not one of the volumes {sorted(volumes)}")
-    first, last = _int_pair(f"{where}.pages", d["pages"])
-    count = len(volumes[d["volume"]].pages)
-    if not 0 <= first <= last < count:
-        raise SeriesConfigError(f"{where}.pages: [{first}, {last}] is not a page range of volume "
-                                f"{d['volume']!r}, which has pages 0..{count - 1}")
+    page_range = _page_range(where, d, d["volume"], len(volumes[d["volume"]].pages))
     exclusions = [_int_pair(f"{where}.exclusions[{k}]", r) for k, r in enumerate(d.get("exclusions") or [])]
     prev = 0
     for k, (start, stop) in enumerate(exclusions):
@@ -140,7 +139,26 @@ def _episode(path: str, i: int, d, base: str, volumes: Dict[str, Volume]) -> Epi
         prev = stop
     pf = d.get("page_function")
     return Episode(i, d["name"], os.path.join(base, d["video"]), os.path.join(base, d["store"]), d["volume"],
-                   (first, last), os.path.join(base, pf) if pf else None, exclusions)
+                   page_range, os.path.join(base, pf) if pf else None, exclusions)
+
+
+def _page_range(where: str, d: dict, volume: str, count: int) -> Tuple[int, int]:
+    """The episode's half-open [first, stop) page range, from ``page_range`` or the older inclusive ``pages``."""
+    if ("page_range" in d) == ("pages" in d):
+        raise SeriesConfigError(f"{where}: give the episode's pages as page_range [first, stop) "
+                                f"(or the older pages [first, last]), exactly one of them")
+    if "page_range" in d:
+        first, stop = _int_pair(f"{where}.page_range", d["page_range"])
+        if not 0 <= first < stop <= count:
+            raise SeriesConfigError(f"{where}.page_range: [{first}, {stop}) is not a page range of volume "
+                                    f"{volume!r}, which has pages [0, {count})")
+        return first, stop
+    first, last = _int_pair(f"{where}.pages", d["pages"])
+    if not 0 <= first <= last < count:
+        raise SeriesConfigError(f"{where}.pages: [{first}, {last}] is not a page range of volume "
+                                f"{volume!r}, which has pages 0..{count - 1} (pages gives first and last, "
+                                f"both included)")
+    return first, last + 1
 
 
 def load(path: str) -> Series:
@@ -185,9 +203,10 @@ def open_episode(series: Series, ep: Episode) -> Tuple[FrameStore, PageFunction]
         if stop > n:
             raise SeriesConfigError(f"{where}.exclusions[{k}]: [{start}, {stop}) reaches past the episode's "
                                     f"{n} frames")
-    count = ep.pages[1] - ep.pages[0] + 1
+    first, stop = ep.page_range
     if ep.page_function is None:
-        return store, PageFunction(ep.name, n, ep.pages[0], [n] * count, [None] * count, list(ep.exclusions))
+        untagged = [n] * (stop - first)
+        return store, PageFunction(ep.name, n, first, untagged, [None] * len(untagged), list(ep.exclusions))
     try:
         pf = page_function.load(ep.page_function)
     except PageFunctionError as e:
@@ -195,10 +214,9 @@ def open_episode(series: Series, ep: Episode) -> Tuple[FrameStore, PageFunction]
     if pf.num_frames != n:
         raise SeriesConfigError(f"{where}.page_function: {ep.page_function} has num_frames {pf.num_frames} "
                                 f"but the store has {n} frames")
-    if pf.page_range != (ep.pages[0], ep.pages[1] + 1):
+    if pf.page_range != ep.page_range:
         raise SeriesConfigError(f"{where}.page_function: {ep.page_function} covers pages "
-                                f"[{pf.page_range[0]}, {pf.page_range[1] - 1}], the config says "
-                                f"[{ep.pages[0]}, {ep.pages[1]}]")
+                                f"[{pf.page_range[0]}, {pf.page_range[1]}), the config says [{first}, {stop})")
     try:
         return store, page_function.validate(dataclasses.replace(pf, exclusions=list(ep.exclusions)))
     except PageFunctionError as e:

@@ -9,9 +9,10 @@ It is deterministic for a given seed and has everything the real data has that t
   the same intro and ends with the same outro, as real series do (the frames without manga support).
 - **Manga volume**: greyscale PNG pages of 2-4 panels, each panel the line-art-and-screentone version
   of a key drawing of the page's frames; the pages follow the episodes in order.
-- **ground_truth.json**: per episode the page boundaries in the study's tag format (list indexed by
-  page in the episode's page range, value = largest frame index on that page), intro/outro frame
-  ranges (half-open ``[start, stop)``) and cuts (frame indices where a new shot starts).
+- **ground_truth.json**: per episode its ``page_range`` (half-open ``[first, stop)`` in the volume),
+  the page boundaries in the study's tag format (list indexed by page in the episode's page range,
+  value = largest frame index on that page), intro/outro frame ranges (half-open ``[start, stop)``)
+  and cuts (frame indices where a new shot starts).
 
 Layout written: ``episodes/ep000.mp4 ...``, ``manga/page0000.png ...``, ``ground_truth.json``.
 """
