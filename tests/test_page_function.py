@@ -87,3 +87,20 @@ def test_interpolation_guess():
     assert pfm.pages_of_frames(pf, [24, 25])[0] == 10 and pfm.pages_of_frames(pf, [25])[0] == 11
     guess = pfm.interpolate_untagged(np.array([100] * 5), 100)
     assert np.all(np.diff(guess) > 0) and guess[-1] == 99
+
+
+def test_interpolation_guess_skips_exclusions():
+    """Intro and outro frames get no page, and the untagged pages share the remaining frames evenly."""
+    pf = make(first_page=0, boundaries=[100] * 3, provenance=[None] * 3, exclusions=[(0, 20), (90, 100)])
+    pages = pfm.pages_of_frames(pf, np.arange(100))
+    assert (pages[:20] == -1).all() and (pages[90:] == -1).all()
+    assert list(np.bincount(pages[pages >= 0])) == [23, 24, 23]            # 70 supported frames, 3 pages
+    assert list(pfm.interpolate_untagged(pf.boundaries, 100, pf.exclusions)) == [42, 66, 89]
+    # A recap excluded mid-episode, after a tagged page: the two guessed pages split the 50 frames left.
+    recap = make(first_page=0, boundaries=[29, 100, 100], provenance=["hand", None, None],
+                 exclusions=[(0, 10), (40, 60)])
+    pages = pfm.pages_of_frames(recap, np.arange(100))
+    assert list(np.bincount(pages[pages >= 0])) == [20, 25, 25]
+    assert (pages[40:60] == -1).all() and (pages[:10] == -1).all()
+    nothing_supported = pfm.interpolate_untagged([100, 100], 100, [(0, 100)])
+    assert list(nothing_supported) == [49, 99]

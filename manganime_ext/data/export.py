@@ -19,7 +19,8 @@ Members are stored uncompressed (PNG already is), so any member is read without 
 
 A pair (n, n + stride) is kept when every frame from n to n + stride is supported (both ends
 supported and no excluded gap between them; episodes never mix) and frame n has a page M(n). Pages
-of untagged stretches come from the study's linear-interpolation guess (``pages_of_frames``), or
+of untagged stretches come from the study's linear-interpolation guess over the supported frames
+(``pages_of_frames``), or
 the pair is dropped with ``skip_untagged``. ``no_cross_cuts`` drops pairs with a cut c in
 (n, n + stride], i.e. a new shot starting after n and by n + stride.
 """

@@ -146,29 +146,38 @@ def validate(pf: PageFunction) -> PageFunction:
     return pf
 
 
-def interpolate_untagged(boundaries: Sequence[int], num_frames: int) -> np.ndarray:
-    """The study's guess for untagged stretches: boundaries spaced linearly between the tagged ones.
+def interpolate_untagged(boundaries: Sequence[int], num_frames: int,
+                         exclusions: Sequence[Tuple[int, int]] = ()) -> np.ndarray:
+    """The study's guess for untagged stretches: boundaries spaced linearly between the tagged ones,
+    counting supported frames only.
 
-    Anchors are the tagged boundaries, frame -1 before the first page and, when the last page is
-    untagged, the episode's last frame. Rounded, then made monotonic, so pages keep their order.
+    Excluded frames (intro, outro, recaps) have no page, so they take no share either: the pages
+    between two anchors split the supported frames between them evenly. Anchors are the tagged
+    boundaries, "before the first supported frame" and, when the last page is untagged, the last
+    supported frame. Rounded, then made monotonic, so pages keep their order.
     """
     b = np.asarray(boundaries, np.int64)
     idx = np.arange(len(b))
     known = b < num_frames
-    xs, ys = [-1] + list(idx[known]), [-1] + list(b[known])
+    supported = np.flatnonzero(supported_mask(num_frames, exclusions))
+    if supported.size == 0:  # nothing has a page anyway: spread over all frames
+        supported = np.arange(num_frames)
+    rank = np.searchsorted(supported, b[known], side="right") - 1  # each tagged boundary's supported index
+    xs, ys = [-1] + list(idx[known]), [-1] + list(rank)
     if not known[-1]:
-        xs, ys = xs + [len(b) - 1], ys + [num_frames - 1]
-    guess = np.rint(np.interp(idx, xs, ys)).astype(np.int64)
+        xs, ys = xs + [len(b) - 1], ys + [len(supported) - 1]
+    guess_rank = np.rint(np.interp(idx, xs, ys)).astype(np.int64)
+    guess = np.where(guess_rank >= 0, supported[np.maximum(guess_rank, 0)], supported[0] - 1)
     return np.maximum.accumulate(np.where(known, b, guess))
 
 
 def pages_of_frames(pf: PageFunction, frames: Sequence[int]) -> np.ndarray:
     """Page index of each frame (vectorised); -1 for excluded frames and frames after the last page.
 
-    Untagged stretches use the linear-interpolation guess.
+    Untagged stretches use the linear-interpolation guess over the supported frames.
     """
     f = np.asarray(frames, np.int64)
-    b = interpolate_untagged(pf.boundaries, pf.num_frames)
+    b = interpolate_untagged(pf.boundaries, pf.num_frames, pf.exclusions)
     pages = pf.first_page + np.searchsorted(b, f, side="left")
     mask = supported_mask(pf.num_frames, pf.exclusions)
     inside = (f >= 0) & (f < pf.num_frames)
