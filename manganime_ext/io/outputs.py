@@ -3,13 +3,17 @@
 Every file or folder a user would hate to lose half of is written under a temporary name beside its
 destination and renamed into place when complete: readers never see a partial output, a crash leaves
 the old one (if any) untouched, and an existing output is refused up front unless ``force``.
+
+Temporary names are made here rather than by ``tempfile``, whose folders are always 0700 and files
+0600: a finished output is the temporary one renamed, so it must be created with the permissions
+the user's umask gives any new file or folder (0755 / 0644 under the usual 022).
 """
 
 import contextlib
 import os
 import re
+import secrets
 import shutil
-import tempfile
 from typing import BinaryIO, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 Shard = Optional[Tuple[int, int]]  # (i, n): this job does the episodes whose index % n == i
@@ -46,13 +50,34 @@ def refuse_existing(path: str, force: bool) -> None:
         raise OutputExistsError(f"{path}: output already exists (use --force to replace it)")
 
 
+def _temp_name(beside: str, kind: str) -> str:
+    """A hidden, random name in the folder of ``beside``: ``.<name>.<kind>-<hex>``."""
+    return os.path.join(os.path.dirname(beside), f".{os.path.basename(beside)}.{kind}-{secrets.token_hex(4)}")
+
+
+def _fresh_dir(beside: str, kind: str = "tmp") -> str:
+    """Create a new, uniquely named folder next to ``beside``, with the umask's permissions; return it."""
+    while True:
+        path = _temp_name(beside, kind)
+        try:
+            os.mkdir(path)  # mode 0o777, less the umask
+            return path
+        except FileExistsError:
+            continue
+
+
 @contextlib.contextmanager
 def atomic_file(path: str) -> Iterator[BinaryIO]:
     """A binary file that appears at ``path`` only when the ``with`` block succeeds (temp file, fsync, rename)."""
     path = os.path.abspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{os.path.basename(path)}.tmp-")
+    while True:
+        tmp = _temp_name(path, "tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)  # less the umask
+            break
+        except FileExistsError:
+            continue
     try:
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the output from the user's group
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
@@ -73,9 +98,8 @@ def atomic_output_dir(path: str, force: bool = False) -> Iterator[str]:
     """
     path = os.path.abspath(path)
     refuse_existing(path, force)
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}.tmp-")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = _fresh_dir(path)
     try:
         yield tmp
         _replace(tmp, path)
@@ -109,7 +133,7 @@ class EpisodeOutputs:
         if self.shard is None:
             yield self.folder
             return
-        tmp = tempfile.mkdtemp(dir=self.out, prefix=f".{episode}.tmp-")
+        tmp = _fresh_dir(os.path.join(self.out, episode))
         try:
             yield tmp
             for name in sorted(os.listdir(tmp)):
@@ -121,7 +145,7 @@ class EpisodeOutputs:
 def _replace(src: str, dst: str) -> None:
     """os.replace that also replaces an existing folder (moved aside first, removed after)."""
     if os.path.isdir(dst):
-        old = tempfile.mkdtemp(dir=os.path.dirname(dst), prefix=f".{os.path.basename(dst)}.old-")
+        old = _fresh_dir(dst, "old")
         os.replace(dst, os.path.join(old, "x"))
         os.replace(src, dst)
         shutil.rmtree(old)
