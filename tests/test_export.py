@@ -5,6 +5,7 @@ import os
 import zipfile
 
 import numpy as np
+import PIL.Image
 import pytest
 import torch
 from click.testing import CliRunner
@@ -234,3 +235,27 @@ def test_cuts_folder_errors(config, tmp_path, case):
     result = run(export_conditional, "--series", config, "--out", tmp_path / "p.zip", "--cuts", folder)
     assert result.exit_code == 1 and f"--cuts: {folder}" in result.output and message in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "p.zip").exists()
+
+
+def test_pages_come_out_square_without_the_manga_stage(paired, config, tiny_series, tmp_path):
+    """The synthetic series' pages are portrait scans; training gets square greyscale pages all the same."""
+    series, _ = tiny_series
+    assert PIL.Image.open(sorted((series / "manga").glob("*.png"))[0]).size == (128, 181)
+    assert json.loads(zipfile.ZipFile(paired).read("index.json"))["page_resolution"] == 64   # the frames' size
+    for ds in (PairedFrameDataset(str(paired), "train"), PairedFrameDataset(str(paired), "val")):
+        assert all(ds[i][1].shape == (1, 64, 64) for i in (0, len(ds) - 1))
+    small = tmp_path / "small.zip"
+    assert run(export_conditional, "--series", config, "--out", small, "--page-resolution", 32).exit_code == 0
+    with zipfile.ZipFile(small) as zf:
+        pages = [n for n in zf.namelist() if n.startswith("pages/")]
+        assert pages and all(PIL.Image.open(zf.open(n)).size == (32, 32) for n in pages)
+    # A volume the manga stage already made square at the frames' size is copied pixel for pixel.
+    assert run(dataset_tool_anime.cli, "manga", series / "manga", "--out", tmp_path / "square",
+               "--resolution", 64).exit_code == 0
+    square = edited(config, tmp_path, lambda d: d["volumes"][0].update(pages=str(tmp_path / "square")))
+    out = tmp_path / "square.zip"
+    assert run(export_conditional, "--series", square, "--out", out).exit_code == 0
+    with zipfile.ZipFile(out) as zf:
+        for i, (_, p) in enumerate(json.loads(zf.read("index.json"))["pages"]):
+            exported = np.asarray(PIL.Image.open(zf.open(f"pages/page{i:04d}.png")))
+            assert np.array_equal(exported, np.asarray(PIL.Image.open(tmp_path / "square" / f"page{p:04d}.png")))

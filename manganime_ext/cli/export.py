@@ -61,9 +61,12 @@ def export_unconditional(series_path, out, labels, force) -> None:
               help="The cuts command's --out folder, one JSON {episode: [frames]}, or the synthetic ground_truth.json.")
 @click.option("--no-cross-cuts", is_flag=True, help="Drop pairs that straddle a cut (needs --cuts).")
 @click.option("--skip-untagged", is_flag=True, help="Drop pairs on untagged pages instead of guessing their page.")
+@click.option("--page-resolution", default=None, type=click.IntRange(min=8),
+              help="Side of the square greyscale pages written  [default: the frames' size]")
 @click.option("--force", is_flag=True, help="Replace an existing output.")
 @user_errors
-def export_conditional(series_path, out, stride, val_episodes, cuts_path, no_cross_cuts, skip_untagged, force) -> None:
+def export_conditional(series_path, out, stride, val_episodes, cuts_path, no_cross_cuts, skip_untagged,
+                       page_resolution, force) -> None:
     """Write the paired (frame, page, next frame) dataset for next-frame training."""
     if no_cross_cuts and cuts_path is None:
         raise export.ExportError("--no-cross-cuts: give the cuts with --cuts")
@@ -72,6 +75,6 @@ def export_conditional(series_path, out, stride, val_episodes, cuts_path, no_cro
     val = [v.strip() for v in val_episodes.split(",") if v.strip()]
     with contextlib.ExitStack() as bars:
         counts = export.export_conditional(series, series.episodes, out, val, stride, cuts, no_cross_cuts,
-                                           skip_untagged, force, _bar(bars))
+                                           skip_untagged, force, _bar(bars), page_resolution)
     click.echo(f"{out}: {counts['train']} train / {counts['val']} val pairs, {counts['frames']} frames, "
                f"{counts['pages']} pages")

@@ -6,10 +6,13 @@ StyleGAN2-ADA zip that ``training.dataset.ImageFolderDataset`` and the official 
 
 (b) **Conditional** (next-frame training): a self-contained zip with
 
-- ``pages/page0000.png ...``: each manga page the exported episodes cover, once (greyscale);
+- ``pages/page0000.png ...``: each manga page the exported episodes cover, once, greyscale and square
+  (``page_resolution``, by default the frames' size): a page the ``manga`` stage already made square
+  at that size is copied as it is, any other (e.g. the synthetic series' scans) is squashed the way
+  ``manga`` does, so training never depends on a step someone may have skipped;
 - ``frames/<episode>/00000123.png``: every frame some pair needs (RGB);
-- ``index.json``: the episode names, the validation episodes, the stride, what each page file is
-  (``[volume, page]``) and the pairs per split as rows ``[episode, n, m, page]`` (episode index into
+- ``index.json``: the episode names, the validation episodes, the stride, the page resolution, what
+  each page file is (``[volume, page]``) and the pairs per split as rows ``[episode, n, m, page]`` (episode index into
   the names, m = n + stride, page = page file index).
 
 The zip is self-contained, not a list of references into the frame stores, because training runs
@@ -20,9 +23,8 @@ Members are stored uncompressed (PNG already is), so any member is read without 
 A pair (n, n + stride) is kept when every frame from n to n + stride is supported (both ends
 supported and no excluded gap between them; episodes never mix) and frame n has a page M(n). Pages
 of untagged stretches come from the study's linear-interpolation guess over the supported frames
-(``pages_of_frames``), or
-the pair is dropped with ``skip_untagged``. ``no_cross_cuts`` drops pairs with a cut c in
-(n, n + stride], i.e. a new shot starting after n and by n + stride.
+(``pages_of_frames``), or the pair is dropped with ``skip_untagged``. ``no_cross_cuts`` drops pairs
+with a cut c in (n, n + stride], i.e. a new shot starting after n and by n + stride.
 """
 
 import io
@@ -40,6 +42,7 @@ from manganime_ext.data import page_function
 from manganime_ext.data.page_function import PageFunction
 from manganime_ext.data.series_config import Episode, Series, open_episode
 from manganime_ext.io.json_files import JSONFileError, read_json
+from manganime_ext.io.manga import MangaError, process_page
 from manganime_ext.io.outputs import atomic_file, refuse_existing
 
 INDEX = "index.json"
@@ -165,8 +168,12 @@ def _page_files(episodes: Sequence[Episode]) -> List[Tuple[str, int]]:
 def export_conditional(series: Series, episodes: Sequence[Episode], out: str, val_episodes: Sequence[str] = (),
                        stride: int = 1, cuts: Optional[Dict[str, List[int]]] = None, no_cross_cuts: bool = False,
                        skip_untagged: bool = False, force: bool = False,
-                       progress_factory: Optional[ProgressFactory] = None) -> Dict[str, int]:
-    """Write the paired dataset zip to ``out``; return pair counts per split and the frame/page counts."""
+                       progress_factory: Optional[ProgressFactory] = None,
+                       page_resolution: Optional[int] = None) -> Dict[str, int]:
+    """Write the paired dataset zip to ``out``; return pair counts per split and the frame/page counts.
+
+    Pages are written ``page_resolution`` square (None: the size of the first episode's frames).
+    """
     refuse_existing(out, force)
     names = [ep.name for ep in episodes]
     unknown = [v for v in val_episodes if v not in names]
@@ -179,6 +186,7 @@ def export_conditional(series: Series, episodes: Sequence[Episode], out: str, va
         if missing:
             raise ExportError(f"--cuts: no cuts for episodes {missing} (needed by --no-cross-cuts)")
     opened = [(ep, *open_episode(series, ep)) for ep in episodes]
+    page_resolution = page_resolution or int(opened[0][1].frames.shape[1])
     page_files = _page_files(episodes)
     page_id = {key: i for i, key in enumerate(page_files)}
     splits: Dict[str, List[List[int]]] = {"train": [], "val": []}
@@ -192,23 +200,12 @@ def export_conditional(series: Series, episodes: Sequence[Episode], out: str, va
     if not splits["train"] and not splits["val"]:
         raise ExportError(f"{out}: no pairs: every candidate pair is excluded, untagged or crosses a cut")
     index = dict(format=FORMAT, stride=stride, episodes=names, val_episodes=list(val_episodes),
-                 no_cross_cuts=no_cross_cuts, skip_untagged=skip_untagged,
+                 no_cross_cuts=no_cross_cuts, skip_untagged=skip_untagged, page_resolution=page_resolution,
                  pages=[[v, p] for v, p in page_files], columns=list(COLUMNS), **splits)
     progress = progress_factory(sum(len(f) for _, f in needed)) if progress_factory else None
     with atomic_file(out) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
-        size = None
         for i, (vol, p) in enumerate(page_files):
-            path = series.volumes[vol].pages[p]
-            try:
-                with PIL.Image.open(path) as img:
-                    page = np.asarray(img.convert("L"))
-            except OSError as e:  # PIL's UnidentifiedImageError is one
-                raise ExportError(f"{path}: not a readable page image ({e})") from None
-            if size is not None and page.shape != size:
-                raise ExportError(f"{path}: page is {page.shape[1]}x{page.shape[0]}, others are "
-                                  f"{size[1]}x{size[0]} (preprocess the volume to one size)")
-            size = page.shape
-            zf.writestr(page_member(i), _png(page))
+            zf.writestr(page_member(i), _png(square_page(series.volumes[vol].pages[p], page_resolution)))
         for e, frames in needed:
             store = opened[e][1]
             for n in frames:
@@ -218,6 +215,17 @@ def export_conditional(series: Series, episodes: Sequence[Episode], out: str, va
         zf.writestr(INDEX, json.dumps(index))
     return dict(train=len(splits["train"]), val=len(splits["val"]), frames=sum(len(f) for _, f in needed),
                 pages=len(page_files))
+
+
+def square_page(path: str, resolution: int) -> np.ndarray:
+    """A page image as training reads it: greyscale, ``resolution`` square (the ``manga`` stage's squash,
+    which leaves a page it already made at that size unchanged)."""
+    try:
+        with PIL.Image.open(path) as img:
+            img.load()
+            return process_page(img, (0, 0, 0, 0), resolution, path)
+    except (OSError, MangaError) as e:  # PIL's UnidentifiedImageError is an OSError
+        raise ExportError(f"{path}: not a readable page image ({e})") from None
 
 
 def frame_member(episode: str, n: int) -> str:
