@@ -23,30 +23,62 @@ import io
 import os
 import pickle
 import re
-from typing import Any, BinaryIO, Callable, Dict, Optional, Union
+from typing import Any, BinaryIO, Callable, Dict, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 import torch
 
 from .dnnlib.util import EasyDict, atomic_write
+from .torch_utils import persistence
+
+T = TypeVar("T", bound=type)
 
 SNAPSHOT_FORMAT = "manganime-network"
-SNAPSHOT_VERSION = 1
-MODULE_KEYS = ("G", "D", "G_ema", "augment_pipe")
+SNAPSHOT_VERSION = 2  # 2: modules under "modules", classes by "module.Class"; 1: G/D/G_ema/augment_pipe, bare names
+READABLE_VERSIONS = (1, 2)
+MODULE_KEYS = ("G", "D", "G_ema", "augment_pipe")  # modules every file may hold; snapshots may add their own
 
-# Classes a snapshot may ask us to build, by name -> module that defines them.
-# Imported lazily: AugmentPipe arrives with the training code.
-CLASS_REGISTRY: Dict[str, str] = {
-    "Generator": "stylegan2_ada.training.networks",
-    "Discriminator": "stylegan2_ada.training.networks",
-    "MappingNetwork": "stylegan2_ada.training.networks",
-    "SynthesisNetwork": "stylegan2_ada.training.networks",
-    "AugmentPipe": "stylegan2_ada.training.augment",
-}
+# Classes a snapshot may ask us to build, keyed "module.Class". Our own network classes are imported on
+# first use only (AugmentPipe pulls in the training code); other packages add theirs with register_class().
+_BUILTIN_CLASSES = (
+    "stylegan2_ada.training.networks.Generator",
+    "stylegan2_ada.training.networks.Discriminator",
+    "stylegan2_ada.training.networks.MappingNetwork",
+    "stylegan2_ada.training.networks.SynthesisNetwork",
+    "stylegan2_ada.training.augment.AugmentPipe",
+)
+CLASS_REGISTRY: Dict[str, Optional[type]] = {name: None for name in _BUILTIN_CLASSES}
+
+# Official pickles and version-1 snapshots name a class by its bare name.
+BARE_CLASS_NAMES: Dict[str, str] = {name.rsplit(".", 1)[1]: name for name in _BUILTIN_CLASSES}
+
+# Packages whose modules a snapshot may cause to be imported, so that their register_class() calls run.
+_TRUSTED_PACKAGES = {"stylegan2_ada"}
+
+
+def class_key(cls: type) -> str:
+    """The registry key of ``cls``: ``module.QualifiedName``."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def register_class(cls: T) -> T:
+    """Allow snapshots to store and rebuild ``cls`` (usable as a class decorator).
+
+    Only registered classes are ever constructed from a file, and only with stored plain-data
+    arguments; ``cls`` must be a ``@persistence.persistent_class`` so its constructor arguments are
+    known. Registering also trusts the class's top-level package: loading a snapshot that names a
+    class there imports its module, so the class registers itself before it is looked up.
+    """
+    if not persistence.is_persistent(cls):
+        raise TypeError(f"{cls.__name__} must be decorated with @persistence.persistent_class to be registered")
+    CLASS_REGISTRY[class_key(cls)] = cls
+    _TRUSTED_PACKAGES.add(cls.__module__.split(".")[0])
+    return cls
+
 
 # Classes whose official pickles also store constant tensors (filters) that our class recomputes
 # on construction: for these, stored tensors we do not have are ignored; missing ones still fail.
-EXTRA_TENSORS_IGNORED = frozenset({"AugmentPipe"})
+EXTRA_TENSORS_IGNORED = frozenset({"stylegan2_ada.training.augment.AugmentPipe"})
 
 PathOrFile = Union[str, "os.PathLike[str]", BinaryIO]
 
@@ -171,21 +203,19 @@ def _collect_tensors(meta: Dict[str, Any], prefix: str) -> Dict[str, torch.Tenso
     return tensors
 
 
-def _read_official(f: BinaryIO) -> Dict[str, Any]:
-    """Unpickle an official release file with the restricted unpickler; networks become descriptions."""
+def _read_official(f: BinaryIO) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """Unpickle an official release file with the restricted unpickler: (plain data, network descriptions)."""
     data = _SafeUnpickler(f).load()
     if not isinstance(data, dict):
         raise NetworkLoadError(f"expected a dict at the top level, found {type(data).__name__}")
     out = {k: v for k, v in data.items() if k not in MODULE_KEYS}
-    for key in MODULE_KEYS:
-        value = data.get(key)
-        out[key] = None if value is None else _describe_official_network(value, key)
     out.setdefault("training_set_kwargs", None)
-    return out
+    modules = {key: None if data.get(key) is None else _describe_official_network(data[key], key) for key in MODULE_KEYS}
+    return out, modules
 
 
-def _read_snapshot(f: BinaryIO) -> Dict[str, Any]:
-    """Read our own ``torch.save`` snapshot; ``weights_only`` guarantees nothing in it can run code."""
+def _read_snapshot(f: BinaryIO) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """Read our own ``torch.save`` snapshot: (plain data, module descriptions); ``weights_only`` means nothing runs."""
     try:
         data = torch.load(f, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as err:
@@ -196,34 +226,55 @@ def _read_snapshot(f: BinaryIO) -> Dict[str, Any]:
         raise NetworkLoadError("torch's safe loader refused this snapshot: it is corrupt or not a snapshot") from err
     if not (isinstance(data, dict) and data.get("format") == SNAPSHOT_FORMAT):
         raise NetworkLoadError("this torch file is not a manGANime network snapshot")
-    if data.get("version") != SNAPSHOT_VERSION:
+    if data.get("version") not in READABLE_VERSIONS:
         raise NetworkLoadError(f"unsupported snapshot version {data.get('version')!r}")
-    return {k: v for k, v in data.items() if k not in ("format", "version")}
+    modules = data.pop("modules", None) or {key: data.pop(key, None) for key in MODULE_KEYS}
+    return {k: v for k, v in data.items() if k not in ("format", "version")}, modules
 
 
 # ---------------------------------------------------------------------------------------------
 # From descriptions to our modules.
 
 
-def _import_class(class_name: Any) -> type:
-    """Look ``class_name`` up in ``CLASS_REGISTRY`` and import it only now."""
-    if class_name not in CLASS_REGISTRY:
+def _resolve_class_name(class_name: Any) -> str:
+    """The registry key for a stored class name: official pickles and old snapshots store bare names."""
+    if not isinstance(class_name, str):
         raise NetworkLoadError(f"class {class_name!r} is not one we know how to rebuild")
-    module_name = CLASS_REGISTRY[class_name]
-    try:
-        return getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as err:
-        raise NetworkLoadError(f"class {class_name} is not available ({module_name}: {err})") from err
+    return BARE_CLASS_NAMES.get(class_name, class_name)
+
+
+def _import_class(class_name: Any) -> type:
+    """The registered class for ``class_name``, importing its module first when its package is trusted.
+
+    Importing runs only our own modules (trusted packages), never anything from the file; the class
+    must then be in ``CLASS_REGISTRY``, so a file cannot reach any other class of those packages.
+    """
+    key = _resolve_class_name(class_name)
+    module_name, _, attr = key.rpartition(".")
+    if CLASS_REGISTRY.get(key) is None and module_name.split(".")[0] in _TRUSTED_PACKAGES:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as err:
+            raise NetworkLoadError(f"class {key} is not available ({module_name}: {err})") from err
+        if key in CLASS_REGISTRY and CLASS_REGISTRY[key] is None:
+            CLASS_REGISTRY[key] = getattr(module, attr, None)
+    cls = CLASS_REGISTRY.get(key)
+    if cls is None:
+        if key in CLASS_REGISTRY:
+            raise NetworkLoadError(f"class {key} is not available in {module_name}")
+        raise NetworkLoadError(f"class {class_name!r} is not one we know how to rebuild "
+                               "(import the package that registers it before loading)")
+    return cls
 
 
 def _apply_force_fp16(class_name: str, kwargs: Dict[str, Any]) -> Dict[str, Any]:
     """Same tweak as the official loader: fp16 in the 4 highest resolutions, activations clamped to 256."""
     kwargs = copy.deepcopy(kwargs)
-    if class_name == "Generator":
+    if class_name == "stylegan2_ada.training.networks.Generator":
         synthesis_kwargs = dict(kwargs.get("synthesis_kwargs") or {})
         synthesis_kwargs.update(num_fp16_res=4, conv_clamp=256)
         kwargs["synthesis_kwargs"] = synthesis_kwargs
-    elif class_name == "Discriminator":
+    elif class_name == "stylegan2_ada.training.networks.Discriminator":
         kwargs.update(num_fp16_res=4, conv_clamp=256)
     return kwargs
 
@@ -247,7 +298,7 @@ def _check_tensors(module: torch.nn.Module, tensors: Dict[str, torch.Tensor], ke
 
 def _build_module(desc: Dict[str, Any], key: str, force_fp16: bool) -> torch.nn.Module:
     """Construct our class from a description and copy its tensors in (eval mode, no grads)."""
-    class_name = desc.get("class_name")
+    class_name = _resolve_class_name(desc.get("class_name"))
     cls = _import_class(class_name)
     kwargs = dict(desc.get("init_kwargs") or {})
     if force_fp16:
@@ -277,13 +328,15 @@ def _one_line(err: BaseException, first_sentence: bool = False) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def load_network_pkl(f: PathOrFile, force_fp16: bool = False) -> Dict[str, Any]:
+def load_network_pkl(f: PathOrFile, force_fp16: bool = False, require: Sequence[str] = ("G_ema",)) -> Dict[str, Any]:
     """Read an official release pickle or one of our snapshots and rebuild its networks.
 
     Returns a dict with ``G``, ``D``, ``G_ema`` (our modules, eval mode, ``requires_grad=False``,
-    ``None`` where the file has none), ``augment_pipe`` (module or ``None``),
+    ``None`` where the file has none), ``augment_pipe`` (module or ``None``), any other modules a
+    plug-in stored (their classes registered with :func:`register_class`),
     ``training_set_kwargs`` (dict or ``None``) and any extra keys the file stores.
-    Every problem with the file raises :class:`NetworkLoadError` naming it.
+    Every problem with the file, including a missing network named in ``require``, raises
+    :class:`NetworkLoadError` naming it.
     """
     if isinstance(f, (str, os.PathLike)):
         name = os.fspath(f)
@@ -291,7 +344,7 @@ def load_network_pkl(f: PathOrFile, force_fp16: bool = False) -> Dict[str, Any]:
             raise NetworkLoadError(f"{name}: no such file")
         try:
             with open(name, "rb") as fobj:
-                return load_network_pkl(fobj, force_fp16=force_fp16)
+                return load_network_pkl(fobj, force_fp16=force_fp16, require=require)
         except OSError as err:
             raise NetworkLoadError(f"{name}: cannot read network file ({_one_line(err, first_sentence=True)})") from err
 
@@ -301,18 +354,19 @@ def load_network_pkl(f: PathOrFile, force_fp16: bool = False) -> Dict[str, Any]:
             f = io.BytesIO(f.read())
         head = f.read(2)
         f.seek(0)
-        data = _read_snapshot(f) if head == b"PK" else _read_official(f)
-        result = {k: v for k, v in data.items() if k not in MODULE_KEYS}
+        result, descriptions = _read_snapshot(f) if head == b"PK" else _read_official(f)
         for key in MODULE_KEYS:
-            desc = data.get(key)
+            result[key] = None
+        for key, desc in descriptions.items():
             result[key] = None if desc is None else _build_module(desc, key, force_fp16)
     except NetworkLoadError as err:
         raise type(err)(f"{name}: {_one_line(err)}") from err
     except Exception as err:  # anything from deep inside pickle/zip means the file is unusable
         detail = f"{type(err).__name__}: {_one_line(err, first_sentence=True)}"
         raise NetworkLoadError(f"{name}: not a readable network file, truncated or corrupt ({detail})") from err
-    if result["G_ema"] is None:
-        raise NetworkLoadError(f"{name}: the file holds no G_ema network")
+    for key in require:
+        if result.get(key) is None:
+            raise NetworkLoadError(f"{name}: the file holds no {key} network")
     result.setdefault("training_set_kwargs", None)
     return result
 
@@ -335,15 +389,14 @@ def _plain(value: Any, where: str) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} at {where} in a network snapshot")
 
 
-def _describe_module(module: Optional[torch.nn.Module], key: str) -> Optional[Dict[str, Any]]:
-    """Plain description of one of our persistent modules: how to construct it plus its tensors."""
-    if module is None:
-        return None
-    class_name = type(module).__name__
-    if CLASS_REGISTRY.get(class_name) is None or not hasattr(module, "init_kwargs"):
-        raise TypeError(f"{key}: {class_name} is not a registered persistent class")
+def _describe_module(module: torch.nn.Module, key: str) -> Dict[str, Any]:
+    """Plain description of one of our registered persistent modules: how to construct it plus its tensors."""
+    name = class_key(type(module))
+    if name not in CLASS_REGISTRY or CLASS_REGISTRY[name] not in (None, type(module)) \
+            or not hasattr(module, "init_kwargs"):
+        raise TypeError(f"{key}: {name} is not a registered persistent class (see legacy.register_class)")
     return {
-        "class_name": class_name,
+        "class_name": name,
         "init_args": _plain(list(module.init_args), f"{key}.init_args"),
         "init_kwargs": _plain(module.init_kwargs, f"{key}.init_kwargs"),
         "state_dict": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()},
@@ -351,17 +404,19 @@ def _describe_module(module: Optional[torch.nn.Module], key: str) -> Optional[Di
 
 
 def save_network_pkl(path: Union[str, "os.PathLike[str]"], snapshot: Dict[str, Any]) -> None:
-    """Write ``snapshot`` (G, D, G_ema, augment_pipe, training_set_kwargs, extra plain data) atomically.
+    """Write ``snapshot`` atomically: every ``torch.nn.Module`` value (G, D, G_ema, augment_pipe or a
+    plug-in's own networks) as a rebuildable description, everything else as plain data.
 
     The file is a ``torch.save`` zip of plain data and tensors, so it loads with
     ``torch.load(path, weights_only=True)``; a temp file + fsync + rename means a crash
     mid-write never leaves a truncated snapshot under ``path``.
     """
-    data: Dict[str, Any] = {"format": SNAPSHOT_FORMAT, "version": SNAPSHOT_VERSION}
+    data: Dict[str, Any] = {"format": SNAPSHOT_FORMAT, "version": SNAPSHOT_VERSION, "modules": {}}
     for key, value in snapshot.items():
-        data[key] = _describe_module(value, key) if key in MODULE_KEYS else _plain(value, key)
-    for key in MODULE_KEYS:
-        data.setdefault(key, None)
+        if isinstance(value, torch.nn.Module) or (key in MODULE_KEYS and value is None):
+            data["modules"][key] = None if value is None else _describe_module(value, key)
+        else:
+            data[key] = _plain(value, key)
     data.setdefault("training_set_kwargs", None)
 
     with atomic_write(path) as f:

@@ -104,9 +104,11 @@ def network_options(spec: CfgSpec, cfg: str, cbase: Optional[int], cmax: Optiona
     channel_base = cbase if cbase is not None else int(spec.fmaps * 32768)
     channel_max = cmax if cmax is not None else 512
     fp16 = dict(num_fp16_res=0, conv_clamp=None) if fp32 else dict(num_fp16_res=4, conv_clamp=256)
-    G_kwargs = dict(z_dim=512, w_dim=512, mapping_kwargs=dict(num_layers=map_layers or spec.map),
+    G_kwargs = dict(class_name="stylegan2_ada.training.networks.Generator", z_dim=512, w_dim=512,
+                    mapping_kwargs=dict(num_layers=map_layers or spec.map),
                     synthesis_kwargs=dict(channel_base=channel_base, channel_max=channel_max, **fp16))
-    D_kwargs = dict(channel_base=channel_base, channel_max=channel_max, **fp16,
+    D_kwargs = dict(class_name="stylegan2_ada.training.networks.Discriminator",
+                    channel_base=channel_base, channel_max=channel_max, **fp16,
                     block_kwargs=dict(freeze_layers=freezed),
                     epilogue_kwargs=dict(mbstd_group_size=mbstd_group if mbstd_group is not None else spec.mbstd))
     if nhwc:
@@ -126,7 +128,8 @@ def optimisation_options(spec: CfgSpec, cfg: str, gpus: int, gamma: Optional[flo
     batch_gpu = batch_gpu if batch_gpu is not None else batch_size // gpus
     if batch_gpu < 1 or (batch_size // gpus) % batch_gpu != 0:
         raise click.BadParameter(f"--batch / --gpus = {batch_size // gpus} must be a multiple of it", param_hint="--batch-gpu")
-    loss_kwargs = dict(r1_gamma=gamma if gamma is not None else spec.gamma)
+    loss_kwargs = dict(class_name="stylegan2_ada.training.loss.StyleGAN2Loss",
+                       r1_gamma=gamma if gamma is not None else spec.gamma)
     if cfg == "cifar":
         loss_kwargs.update(pl_weight=0, style_mixing_prob=0)
     return dict(

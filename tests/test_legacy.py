@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from stylegan2_ada import dnnlib, legacy
+from stylegan2_ada.torch_utils import persistence
 from stylegan2_ada.training.networks import Discriminator, Generator
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
@@ -210,7 +211,8 @@ def test_snapshot_round_trip(fixture_nets, ref, tmp_path):
     assert os.listdir(tmp_path) == [path.name], "no temp files left behind"
 
     raw = torch.load(path, weights_only=True)
-    assert (raw["format"], raw["version"], raw["G"]["class_name"]) == ("manganime-network", 1, "Generator")
+    assert (raw["format"], raw["version"]) == ("manganime-network", 2)
+    assert raw["modules"]["G"]["class_name"] == "stylegan2_ada.training.networks.Generator"
     assert type(raw["training_set_kwargs"]) is dict and type(raw["training_set_kwargs"]["resolution"]) is int
 
     with dnnlib.util.open_url(str(path)) as f:
@@ -234,20 +236,66 @@ def test_save_refuses_unstorable_data(fixture_nets, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_version_1_snapshots_with_bare_class_names_still_load(fixture_nets, ref, tmp_path):
+    G, D = fixture_nets
+    path = tmp_path / "v2.pkl"
+    legacy.save_network_pkl(path, {"G": G, "D": D, "G_ema": G, "progress": {"cur_nimg": 8}})
+    data = torch.load(path, weights_only=True)
+    v1 = {k: v for k, v in data.items() if k != "modules"}
+    for key, desc in data["modules"].items():
+        v1[key] = None if desc is None else dict(desc, class_name=desc["class_name"].rsplit(".", 1)[1])
+    v1["version"] = 1
+    torch.save(v1, tmp_path / "v1.pkl")
+    nets = legacy.load_network_pkl(tmp_path / "v1.pkl")
+    assert nets["progress"] == {"cur_nimg": 8} and nets["augment_pipe"] is None
+    check_outputs(nets, ref)
+
+
 def test_snapshot_with_unknown_or_unavailable_class(fixture_nets, tmp_path, monkeypatch):
     G, _ = fixture_nets
     path = tmp_path / "snap.pkl"
     legacy.save_network_pkl(path, {"G_ema": G})
     data = torch.load(path, weights_only=True)
-    data["augment_pipe"] = {"class_name": "AugmentPipe", "init_args": [], "init_kwargs": {}, "state_dict": {}}
+    data["modules"]["augment_pipe"] = {"class_name": "stylegan2_ada.training.no_such_module.AugmentPipe",
+                                       "init_args": [], "init_kwargs": {}, "state_dict": {}}
     torch.save(data, path)
-    monkeypatch.setitem(legacy.CLASS_REGISTRY, "AugmentPipe", "stylegan2_ada.training.no_such_module")
-    with pytest.raises(legacy.NetworkLoadError, match="AugmentPipe"):
+    monkeypatch.setitem(legacy.CLASS_REGISTRY, "stylegan2_ada.training.no_such_module.AugmentPipe", None)
+    with pytest.raises(legacy.NetworkLoadError, match="no_such_module"):
         legacy.load_network_pkl(path)
-    data["augment_pipe"]["class_name"] = "Evil"
-    torch.save(data, path)
-    with pytest.raises(legacy.NetworkLoadError, match="Evil"):
-        legacy.load_network_pkl(path)
+    for evil in ["Evil", "os.system", "stylegan2_ada.training.networks.FullyConnectedLayer"]:
+        data["modules"]["augment_pipe"]["class_name"] = evil
+        torch.save(data, path)
+        with pytest.raises(legacy.NetworkLoadError, match="not one we know how to rebuild"):
+            legacy.load_network_pkl(path)
+
+
+@persistence.persistent_class
+class _PlugInNet(torch.nn.Module):
+    """A plug-in's own network, as another package would register it."""
+
+    def __init__(self, width: int = 3):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.arange(float(width)))
+
+
+def test_register_class_lets_plug_in_networks_round_trip(fixture_nets, tmp_path, monkeypatch):
+    G, _ = fixture_nets
+    key = f"{__name__}._PlugInNet"
+    net = _PlugInNet(width=5)
+    with pytest.raises(TypeError, match="not a registered persistent class"):
+        legacy.save_network_pkl(tmp_path / "a.pkl", {"G_ema": G, "predictor": net})
+    with pytest.raises(TypeError, match="persistent_class"):
+        legacy.register_class(torch.nn.Linear)
+    monkeypatch.setattr(legacy, "CLASS_REGISTRY", dict(legacy.CLASS_REGISTRY))
+    monkeypatch.setattr(legacy, "_TRUSTED_PACKAGES", set(legacy._TRUSTED_PACKAGES))
+    assert legacy.register_class(_PlugInNet) is _PlugInNet and legacy.CLASS_REGISTRY[key] is _PlugInNet
+    legacy.save_network_pkl(tmp_path / "a.pkl", {"G_ema": G, "predictor": net})
+    loaded = legacy.load_network_pkl(tmp_path / "a.pkl")
+    assert type(loaded["predictor"]) is _PlugInNet and loaded["predictor"].init_kwargs == {"width": 5}
+    assert torch.equal(loaded["predictor"].weight, net.weight)
+    del legacy.CLASS_REGISTRY[key]
+    with pytest.raises(legacy.NetworkLoadError, match="_PlugInNet"):
+        legacy.load_network_pkl(tmp_path / "a.pkl")
 
 
 def _bad_files(official_bytes, snapshot_bytes):

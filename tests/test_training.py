@@ -196,7 +196,7 @@ def test_ada_moves_p_by_the_official_step_towards_the_target(monkeypatch):
         loop.training_step(session)
     expected = 3 * (4 * 2) / (1 * 1000)  # three adjustments of batch * interval / (ada_kimg * 1000)
     assert float(session.augment_pipe.p) == pytest.approx(expected, rel=1e-5)
-    session.ada_stats.close()
+    session.task.close(session)
     session.stats.close()
 
 

@@ -36,7 +36,10 @@ def _train_and_save(rank: int, batch_gpu: int, world_size: int, run_dir: str, in
         return captured["session"]
 
     loop.setup, loop.training_loop = setup_and_record, loop_and_record
-    run_process(rank, _equivalence_options(batch_gpu), run_dir, world_size, init_method)
+    try:
+        run_process(rank, _equivalence_options(batch_gpu), run_dir, world_size, init_method)
+    finally:  # rank 0 may run inside the test process: leave the loop as it was for later tests
+        loop.setup, loop.training_loop = original_setup, original_loop
     if rank == 0:
         session = captured["session"]
         torch.save({"G": session.G.state_dict(), "D": session.D.state_dict(), "G_ema": session.G_ema.state_dict(),

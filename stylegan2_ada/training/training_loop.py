@@ -1,12 +1,11 @@
-"""The StyleGAN2-ADA training loop, split into setup, one training step, and per-tick maintenance.
+"""The shared training loop, split into setup, one training step, and per-tick maintenance.
 
-``training_loop(**options)`` keeps the official entry point and keyword names.
-Every process runs the same code on its shard of each global batch; gradients,
-running statistics and ADA's overfitting signal are averaged across processes,
-and only process 0 writes files.
+``training_loop(**options)`` keeps the official entry point and keyword names. What is trained is a
+*task* (``task.py``): StyleGAN2-ADA by default, any registered plug-in when ``task_kwargs.class_name``
+names one. Every process runs the same code on its shard of each global batch; gradients and buffers
+are averaged across processes, and only process 0 writes files.
 """
 
-import copy
 import json
 import os
 import sys
@@ -21,13 +20,8 @@ from tqdm import tqdm
 
 from .. import dnnlib, legacy
 from ..torch_utils import distributed, training_stats
-from . import image_grid
-from .loss import NonFiniteLossError, StyleGAN2Loss
-from .networks import Discriminator, Generator
-
-
-class TrainingError(RuntimeError):
-    """A problem the user can act on (bad data/resume file, non-finite loss); one line, no traceback."""
+from .loss import NonFiniteLossError
+from .task import DEFAULT_TASK, TrainingError, TrainingTask
 
 
 # ----------------------------------------------------------------------------------------------
@@ -60,19 +54,16 @@ class ShardedInfiniteSampler(torch.utils.data.Sampler):
                 position += 1
 
 
-def _to_model_range(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 [0, 255] -> float [-1, 1] on ``device``."""
-    return images.to(device).to(torch.float32) / 127.5 - 1
-
-
 # ----------------------------------------------------------------------------------------------
 # State.
 
 
 @dataclass
 class Phase:
+    """One optimisation phase: ``name`` is what the loss is asked to run (``Gmain``, ``Dreg``, ...)."""
+
     name: str
-    module: torch.nn.Module
+    network: str
     opt: torch.optim.Optimizer
     interval: int
 
@@ -87,22 +78,26 @@ class Session:
     num_gpus: int
     training_set: Any
     data_iter: Any
-    G: torch.nn.Module
-    D: torch.nn.Module
-    G_ema: torch.nn.Module
-    augment_pipe: Optional[torch.nn.Module]
-    loss: StyleGAN2Loss
-    phases: List[Phase]
-    latent_rng: torch.Generator
-    label_rng: np.random.RandomState
-    ada_stats: Optional[training_stats.Collector]
-    stats: training_stats.Collector
+    task: TrainingTask
+    networks: Dict[str, Optional[torch.nn.Module]] = field(default_factory=dict)
+    loss: Any = None
+    phases: List[Phase] = field(default_factory=list)
+    stats: Optional[training_stats.Collector] = None
     cur_nimg: int = 0
     cur_tick: int = 0
     batch_idx: int = 0
     tick_start_nimg: int = 0
     timing: Dict[str, float] = field(default_factory=dict)
-    grid: Optional[Dict[str, Any]] = None
+
+    # The StyleGAN2 names, for readers and for tasks that use them.
+    G = property(lambda self: self.networks.get("G"))
+    D = property(lambda self: self.networks.get("D"))
+    G_ema = property(lambda self: self.networks.get("G_ema"))
+    augment_pipe = property(lambda self: self.networks.get("augment_pipe"))
+
+    def optimizer(self, network: str) -> torch.optim.Optimizer:
+        """The optimiser of a trained network, found by the network's name."""
+        return next(phase.opt for phase in self.phases if phase.network == network)
 
 
 def log(session_or_rank, message: str, run_dir: Optional[str] = None) -> None:
@@ -120,55 +115,53 @@ def log(session_or_rank, message: str, run_dir: Optional[str] = None) -> None:
 # Setup.
 
 
-def _build_networks(opts: Dict[str, Any], training_set, resumed: Optional[Dict[str, Any]], device: torch.device):
-    """G, D, G_ema: from the resume file's own constructor arguments when resuming, else from the options."""
-    common = dict(c_dim=training_set.label_dim, img_resolution=training_set.resolution,
-                  img_channels=training_set.num_channels)
-    if resumed is not None:
-        G, D, G_ema = resumed["G"], resumed["D"], resumed["G_ema"]
-        if G is None or D is None:
-            raise TrainingError("the resume file has no G or D network (only G_ema): it cannot be trained further")
-        for name, net in [("G", G), ("D", D)]:
-            have = (net.c_dim, net.img_resolution, net.img_channels)
-            want = (common["c_dim"], common["img_resolution"], common["img_channels"])
-            if have != want:
-                raise TrainingError(f"the resume network's {name} has (labels, resolution, channels) = {have}, "
-                                    f"but the dataset has {want}")
-    else:
-        G = Generator(**opts["G_kwargs"], **common)
-        D = Discriminator(**opts["D_kwargs"], **common)
-        G_ema = copy.deepcopy(G)
-    G = G.to(device).train().requires_grad_(False)
-    D = D.to(device).train().requires_grad_(False)
-    G_ema = G_ema.to(device).eval().requires_grad_(False)
-    return G, D, G_ema
+def _make_optimizer(params, opt_kwargs: Dict[str, Any], ratio: float) -> torch.optim.Optimizer:
+    """The optimiser ``opt_kwargs`` names (Adam by default). With lazy regularisation (``ratio`` < 1)
+    the learning rate and Adam's betas are raised to the power ``ratio`` = interval / (interval + 1),
+    so the penalty's effective strength per image is unchanged."""
+    kwargs = dict(opt_kwargs)
+    class_name = kwargs.pop("class_name", "torch.optim.Adam")
+    kwargs["lr"] = kwargs["lr"] * ratio
+    if "betas" in kwargs:
+        kwargs["betas"] = tuple(beta**ratio for beta in kwargs["betas"])
+    return dnnlib.util.construct_class_by_name(params, class_name=class_name, **kwargs)
 
 
-def _make_phases(opts: Dict[str, Any], G: torch.nn.Module, D: torch.nn.Module, resumed: Optional[Dict[str, Any]]) -> List[Phase]:
-    """Main and (lazy) regularisation phases; with lazy regularisation Adam's lr and betas are
-    adjusted by ratio = interval / (interval + 1), so the penalty's effective strength is unchanged."""
+def _make_phases(session: Session, resumed: Optional[Dict[str, Any]]) -> List[Phase]:
+    """``<name>main`` + ``<name>reg`` per trained network (``<name>both`` without lazy regularisation);
+    optimiser moments come back from the resume file by network name when their layout matches."""
+    opts = session.options
     phases = []
-    for name, module, opt_kwargs, reg_interval in [("G", G, opts["G_opt_kwargs"], opts["G_reg_interval"]),
-                                                   ("D", D, opts["D_opt_kwargs"], opts["D_reg_interval"])]:
-        lr, betas, eps = opt_kwargs["lr"], tuple(opt_kwargs["betas"]), opt_kwargs.get("eps", 1e-8)
-        if reg_interval is None:
-            opt = torch.optim.Adam(module.parameters(), lr=lr, betas=betas, eps=eps)
-            phases.append(Phase(name + "both", module, opt, 1))
-            continue
-        ratio = reg_interval / (reg_interval + 1)
-        opt = torch.optim.Adam(module.parameters(), lr=lr * ratio, betas=tuple(b**ratio for b in betas), eps=eps)
-        phases += [Phase(name + "main", module, opt, 1), Phase(name + "reg", module, opt, reg_interval)]
-    if resumed is not None:
-        for key, opt in [("G_opt", phases[0].opt), ("D_opt", phases[-1].opt)]:
-            if resumed.get(key):
-                try:
-                    opt.load_state_dict(resumed[key])
-                except (ValueError, KeyError):
-                    pass  # different optimiser layout (e.g. another --cfg): start its moments afresh
+    for name in session.task.trained:
+        interval = opts.get(f"{name}_reg_interval")
+        ratio = 1 if interval is None else interval / (interval + 1)
+        opt = _make_optimizer(session.networks[name].parameters(), opts[f"{name}_opt_kwargs"], ratio)
+        saved = (resumed or {}).get(f"{name}_opt")
+        if saved:
+            try:
+                opt.load_state_dict(saved)
+            except (ValueError, KeyError):
+                pass  # another optimiser layout (e.g. another --cfg): its moments start afresh
+        if interval is None:
+            phases.append(Phase(name + "both", name, opt, 1))
+        else:
+            phases += [Phase(name + "main", name, opt, 1), Phase(name + "reg", name, opt, interval)]
     return phases
 
 
+def _load_resume_file(opts: Dict[str, Any], rank: int, task: TrainingTask) -> Optional[Dict[str, Any]]:
+    """The snapshot to continue from, which must hold every network the task trains."""
+    if not opts.get("resume_pkl"):
+        return None
+    try:
+        with dnnlib.util.open_url(opts["resume_pkl"], verbose=(rank == 0)) as f:
+            return legacy.load_network_pkl(f, require=tuple(task.trained))
+    except (legacy.NetworkLoadError, OSError) as err:
+        raise TrainingError(f"--resume: {' '.join(str(err).split())}") from None
+
+
 def setup(opts: Dict[str, Any], rank: int, num_gpus: int, device: torch.device) -> Session:
+    """Data stream, task, networks (fresh or resumed), loss and optimisers, identical on every process."""
     seed = opts["random_seed"]
     np.random.seed(seed * num_gpus + rank)
     torch.manual_seed(seed * num_gpus + rank)
@@ -180,46 +173,26 @@ def setup(opts: Dict[str, Any], rank: int, num_gpus: int, device: torch.device) 
     sampler = ShardedInfiniteSampler(len(training_set), rank=rank, num_replicas=num_gpus, seed=seed)
     loader = torch.utils.data.DataLoader(training_set, sampler=sampler, batch_size=opts["batch_gpu"],
                                          **opts.get("data_loader_kwargs", {}))
-
-    resumed = None
-    if opts.get("resume_pkl"):
-        try:
-            with dnnlib.util.open_url(opts["resume_pkl"], verbose=(rank == 0)) as f:
-                resumed = legacy.load_network_pkl(f)
-        except (legacy.NetworkLoadError, OSError) as err:
-            raise TrainingError(f"--resume: {' '.join(str(err).split())}") from None
-    G, D, G_ema = _build_networks(opts, training_set, resumed, device)
-
-    augment_pipe = None
-    ada_stats = None
-    if opts.get("augment_kwargs") is not None:
-        from .augment import AugmentPipe
-
-        augment_pipe = AugmentPipe(**opts["augment_kwargs"]).train().requires_grad_(False).to(device)
-        augment_pipe.p.copy_(torch.as_tensor(opts.get("augment_p", 0)))
-        if resumed is not None and resumed.get("augment_pipe") is not None and opts.get("ada_target") is not None:
-            augment_pipe.p.copy_(resumed["augment_pipe"].p)
-        if opts.get("ada_target") is not None:
-            ada_stats = training_stats.Collector(regex="Loss/signs/real", device=device)
-
-    for module in [G, D, G_ema]:
-        distributed.broadcast_module_(module)
-    loss = StyleGAN2Loss(device=device, G_mapping=G.mapping, G_synthesis=G.synthesis, D=D,
-                         augment_pipe=augment_pipe, **opts["loss_kwargs"])
-    phases = _make_phases(opts, G, D, resumed)
-
+    task_kwargs = dict(opts.get("task_kwargs") or {})
+    task = dnnlib.util.construct_class_by_name(options=opts, class_name=task_kwargs.pop("class_name", DEFAULT_TASK),
+                                               **task_kwargs)
     session = Session(options=opts, device=device, rank=rank, num_gpus=num_gpus, training_set=training_set,
-                      data_iter=iter(loader), G=G, D=D, G_ema=G_ema, augment_pipe=augment_pipe, loss=loss,
-                      phases=phases, latent_rng=torch.Generator().manual_seed(seed),
-                      label_rng=np.random.RandomState(seed), ada_stats=ada_stats,
-                      stats=training_stats.Collector(device=device))
+                      data_iter=None, task=task, stats=training_stats.Collector(device=device))
+
+    resumed = _load_resume_file(opts, rank, task)
+    session.networks = task.build_networks(session, resumed)
+    for module in session.networks.values():
+        if module is not None:
+            distributed.broadcast_module_(module)
+    session.loss = task.build_loss(session)
+    session.phases = _make_phases(session, resumed)
+    session.data_iter = iter(loader)  # after the networks: starting the stream draws from torch's global RNG
     if resumed is not None:
         progress = resumed.get("progress") or {}
         session.cur_nimg = int(progress.get("cur_nimg", 0))
         session.cur_tick = int(progress.get("cur_tick", -1)) + 1
         session.batch_idx = int(progress.get("batch_idx", 0))
-        if "pl_mean" in progress:
-            loss.pl_mean.fill_(float(progress["pl_mean"]))
+        task.restore(session, resumed)
     session.tick_start_nimg = session.cur_nimg
     return session
 
@@ -228,75 +201,57 @@ def setup(opts: Dict[str, Any], rank: int, num_gpus: int, device: torch.device) 
 # One training step.
 
 
-def _next_real_batch(session: Session):
-    images, labels = next(session.data_iter)
-    return _to_model_range(images, session.device), labels.to(session.device)
-
-
-def _draw_latents(session: Session, count: int):
-    """z and labels for ``count`` global samples, identical on every process (then sharded)."""
-    opts = session.options
-    z = torch.randn([count, session.G.z_dim], generator=session.latent_rng)
-    ts = session.training_set
-    labels = [ts.get_label(int(i)) for i in session.label_rng.randint(len(ts), size=count)]
-    c = torch.from_numpy(np.stack(labels)) if labels else torch.zeros([count, 0])
-    shard = slice(session.rank, None, session.num_gpus)
-    return z[shard].to(session.device).split(opts["batch_gpu"]), c[shard].to(session.device).split(opts["batch_gpu"])
-
-
 def training_step(session: Session) -> None:
-    """All phases due at this step, then the EMA update, buffer sync and the ADA adjustment."""
+    """All phases due at this step, then buffer sync, the EMA update and the task's own bookkeeping."""
     opts = session.options
-    batch_size = opts["batch_size"]
-    rounds = batch_size // (session.num_gpus * opts["batch_gpu"])
-    real = [_next_real_batch(session) for _ in range(rounds)]
+    rounds = opts["batch_size"] // (session.num_gpus * opts["batch_gpu"])
+    batch = session.task.next_batch(session, rounds)
 
     for phase in session.phases:
-        gen_z, gen_c = _draw_latents(session, batch_size)  # drawn even when skipped: same stream every run
+        inputs = session.task.phase_inputs(session, phase, batch)
         if session.batch_idx % phase.interval != 0:
             continue
-        start = time.time()
-        phase.module.requires_grad_(True)
+        network = session.networks[phase.network]
+        started = time.time()
+        network.requires_grad_(True)
         phase.opt.zero_grad(set_to_none=True)
-        for (real_img, real_c), z, c in zip(real, gen_z, gen_c):
+        for loss_inputs in inputs:
             try:
-                session.loss.accumulate_gradients(phase.name, real_img, real_c, z, c, sync=True,
-                                                  gain=phase.interval / rounds)
+                session.loss.accumulate_gradients(phase=phase.name, sync=True, gain=phase.interval / rounds,
+                                                  **loss_inputs)
             except NonFiniteLossError as err:
                 raise TrainingError(
                     f"non-finite loss in tick {session.cur_tick} (kimg {session.cur_nimg / 1000:.1f}), phase "
-                    f"{err.phase}: stopping; lower --glr/--dlr/--gamma or resume from the last snapshot") from None
-        phase.module.requires_grad_(False)
-        distributed.average_gradients(phase.module.parameters())
+                    f"{err.phase}: stopping; lower the learning rate or the regularisation weight, "
+                    "or resume from the last snapshot") from None
+        network.requires_grad_(False)
+        distributed.average_gradients(network.parameters())
         phase.opt.step()
-        session.timing[phase.name] = session.timing.get(phase.name, 0) + time.time() - start
+        session.timing[phase.name] = session.timing.get(phase.name, 0) + time.time() - started
 
-    distributed.average_tensors_(list(session.G.buffers()) + [session.loss.pl_mean])
+    trained_buffers = [b for name in session.task.trained for b in session.networks[name].buffers()]
+    distributed.average_tensors_(trained_buffers)
     _update_ema(session)
-    session.cur_nimg += batch_size
+    session.cur_nimg += opts["batch_size"]
     session.batch_idx += 1
-
-    if session.ada_stats is not None and session.batch_idx % opts["ada_interval"] == 0:
-        session.ada_stats.update()
-        signs = session.ada_stats.mean("Loss/signs/real")
-        if np.isfinite(signs):
-            step = np.sign(signs - opts["ada_target"]) * (batch_size * opts["ada_interval"]) / (opts["ada_kimg"] * 1000)
-            p = session.augment_pipe.p
-            p.copy_((p + step).clamp(min=0))
+    session.task.after_step(session)
 
 
 @torch.no_grad()
 def _update_ema(session: Session) -> None:
-    """G_ema tracks G with a half-life of ema_kimg (optionally ramped up with training length)."""
+    """Each EMA copy tracks its network with a half-life of ema_kimg (optionally ramped up with training
+    length); buffers are copied as they are."""
     opts = session.options
-    ema_nimg = opts["ema_kimg"] * 1000
+    half_life = opts["ema_kimg"] * 1000
     if opts.get("ema_rampup") is not None:
-        ema_nimg = min(ema_nimg, session.cur_nimg * opts["ema_rampup"])
-    beta = 0.5 ** (opts["batch_size"] / max(ema_nimg, 1e-8))
-    for p_ema, p in zip(session.G_ema.parameters(), session.G.parameters()):
-        p_ema.copy_(p.lerp(p_ema, beta))
-    for b_ema, b in zip(session.G_ema.buffers(), session.G.buffers()):
-        b_ema.copy_(b)
+        half_life = min(half_life, session.cur_nimg * opts["ema_rampup"])
+    beta = 0.5 ** (opts["batch_size"] / max(half_life, 1e-8))
+    for copy_name, source_name in session.task.ema.items():
+        ema, source = session.networks[copy_name], session.networks[source_name]
+        for p_ema, p in zip(ema.parameters(), source.parameters()):
+            p_ema.copy_(p.lerp(p_ema, beta))
+        for b_ema, b in zip(ema.buffers(), source.buffers()):
+            b_ema.copy_(b)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -314,71 +269,39 @@ def _format_time(seconds: float) -> str:
     return f"{s // 86400}d {(s // 3600) % 24:02d}h {(s // 60) % 60:02d}m"
 
 
-def _setup_grid(session: Session, run_dir: str) -> None:
-    ts = session.training_set
-    grid_size = image_grid.grid_shape(ts.resolution, len(ts))
-    images, labels = image_grid.pick_grid_items(ts, grid_size, random_seed=session.options["random_seed"])
-    image_grid.save_image_grid(images, os.path.join(run_dir, "reals.png"), drange=(0, 255), grid_size=grid_size)
-    grid_z = torch.randn([labels.shape[0], session.G.z_dim], generator=torch.Generator().manual_seed(123))
-    grid_c = torch.from_numpy(labels)
-    session.grid = dict(size=grid_size, z=grid_z.to(session.device), c=grid_c.to(session.device))
-    _save_fakes(session, os.path.join(run_dir, "fakes_init.png"))
-
-
-def _save_fakes(session: Session, path: str) -> None:
-    grid = session.grid
-    images = image_grid.generate_grid(session.G_ema, grid["z"], grid["c"], batch=session.options["batch_gpu"])
-    image_grid.save_image_grid(images, path, drange=(-1, 1), grid_size=grid["size"])
-
-
 def _snapshot_path(run_dir: str, cur_nimg: int) -> str:
     return os.path.join(run_dir, f"network-snapshot-{cur_nimg // 1000:06d}.pkl")
 
 
 def save_snapshot(session: Session, path: str) -> None:
-    """Networks, ADA state, optimiser moments and progress, atomically, so a killed run resumes exactly."""
+    """Networks, optimiser moments (by network name), progress and the task's own state, atomically,
+    so a killed run resumes exactly."""
     progress = dict(cur_nimg=session.cur_nimg, cur_tick=session.cur_tick, batch_idx=session.batch_idx,
-                    pl_mean=float(session.loss.pl_mean))
-    legacy.save_network_pkl(path, dict(
-        G=session.G, D=session.D, G_ema=session.G_ema, augment_pipe=session.augment_pipe,
-        training_set_kwargs=dict(session.options["training_set_kwargs"]), progress=progress,
-        G_opt=session.phases[0].opt.state_dict(), D_opt=session.phases[-1].opt.state_dict()))
+                    **session.task.snapshot_state(session))
+    optimizers = {f"{name}_opt": session.optimizer(name).state_dict() for name in session.task.trained}
+    legacy.save_network_pkl(path, dict(session.networks, **optimizers, progress=progress,
+                                       training_set_kwargs=dict(session.options["training_set_kwargs"])))
 
 
 def _tick_line(session: Session, tick_time: float, start_time: float, maintenance: float) -> str:
+    """The official per-tick line, with the task's own numbers (ADA's p for StyleGAN2) at the end."""
     kimg = session.cur_nimg / 1000
-    tick_kimg = (session.cur_nimg - session.tick_start_nimg) / 1000
+    sec_per_kimg = tick_time / max((session.cur_nimg - session.tick_start_nimg) / 1000, 1e-8)
     cpumem = psutil.Process(os.getpid()).memory_info().rss / 2**30
     gpumem = torch.cuda.max_memory_allocated(session.device) / 2**30 if session.device.type == "cuda" else 0.0
-    p = float(session.augment_pipe.p) if session.augment_pipe is not None else 0.0
+    reported = {"Progress/tick": session.cur_tick, "Progress/kimg": kimg, "Timing/sec_per_tick": tick_time,
+                "Timing/sec_per_kimg": sec_per_kimg, "Timing/maintenance_sec": maintenance,
+                "Resources/cpu_mem_gb": cpumem, "Resources/peak_gpu_mem_gb": gpumem}
+    extra = session.task.tick_fields(session)
+    reported.update({f"Progress/{name}": value for name, value in extra.items()})
+    for name, value in reported.items():
+        training_stats.report0(name, value)
     fields = [
         f"tick {session.cur_tick:<5d}", f"kimg {kimg:<8.1f}", f"time {_format_time(time.time() - start_time):<12s}",
-        f"sec/tick {tick_time:<7.1f}", f"sec/kimg {tick_time / max(tick_kimg, 1e-8):<7.2f}",
-        f"maintenance {maintenance:<6.1f}", f"cpumem {cpumem:<6.2f}", f"gpumem {gpumem:<6.2f}", f"augment {p:.3f}",
-    ]
-    training_stats.report0("Progress/tick", session.cur_tick)
-    training_stats.report0("Progress/kimg", kimg)
-    training_stats.report0("Timing/sec_per_tick", tick_time)
-    training_stats.report0("Timing/sec_per_kimg", tick_time / max(tick_kimg, 1e-8))
-    training_stats.report0("Timing/maintenance_sec", maintenance)
-    training_stats.report0("Resources/cpu_mem_gb", cpumem)
-    training_stats.report0("Resources/peak_gpu_mem_gb", gpumem)
-    training_stats.report0("Progress/augment", p)
+        f"sec/tick {tick_time:<7.1f}", f"sec/kimg {sec_per_kimg:<7.2f}", f"maintenance {maintenance:<6.1f}",
+        f"cpumem {cpumem:<6.2f}", f"gpumem {gpumem:<6.2f}",
+    ] + [f"{name} {value:.3f}" for name, value in extra.items()]
     return " ".join(fields)
-
-
-def _run_metrics(session: Session, run_dir: str, snapshot_path: Optional[str]) -> None:
-    metrics = session.options.get("metrics") or []
-    if not metrics or snapshot_path is None:
-        return
-    from ..metrics import metric_main  # optional until the metrics land
-
-    for metric in metrics:
-        result = metric_main.calc_metric(metric=metric, G=session.G_ema,
-                                         dataset_kwargs=session.options["training_set_kwargs"],
-                                         num_gpus=session.num_gpus, rank=session.rank, device=session.device)
-        if session.rank == 0:
-            metric_main.report_metric(result, run_dir=run_dir, snapshot_pkl=snapshot_path)
 
 
 def _end_of_tick(session: Session, run_dir: str, start_time: float, tick_start_time: float,
@@ -392,15 +315,14 @@ def _end_of_tick(session: Session, run_dir: str, start_time: float, tick_start_t
         training_stats.report0(f"Timing/phase/{name}", seconds)
     session.timing.clear()
 
-    snapshot_path = None
     snap_due = lambda ticks: ticks and (done or session.cur_tick % ticks == 0)  # noqa: E731
     if session.rank == 0 and snap_due(opts["image_snapshot_ticks"]):
-        _save_fakes(session, os.path.join(run_dir, f"fakes{session.cur_nimg // 1000:06d}.png"))
+        session.task.save_images(session, run_dir)
     if snap_due(opts["network_snapshot_ticks"]):
         snapshot_path = _snapshot_path(run_dir, session.cur_nimg)
         if session.rank == 0:
             save_snapshot(session, snapshot_path)
-        _run_metrics(session, run_dir, snapshot_path)
+        session.task.evaluate(session, run_dir, snapshot_path)
 
     session.stats.update()
     if session.rank == 0:
@@ -424,13 +346,13 @@ def training_loop(run_dir: str = ".", rank: int = 0, num_gpus: int = 1, device: 
         with dnnlib.util.atomic_write(os.path.join(run_dir, "training_options.json")) as f:
             f.write(json.dumps(opts, indent=2).encode("utf-8"))
     if opts.get("resume_pkl"):
-        log(session, f"Resuming from {opts['resume_pkl']}: G and D keep the resume file's architecture; "
+        log(session, f"Resuming from {opts['resume_pkl']}: the networks keep the resume file's architecture; "
                      "the options set only the optimisation side.", run_dir)
     start_time = time.time()
     log(session, f"Training for {opts['total_kimg']} kimg from kimg {session.cur_nimg / 1000:.1f} "
                  f"on {num_gpus} process(es), device {device}...", run_dir)
     if rank == 0:
-        _setup_grid(session, run_dir)
+        session.task.begin(session, run_dir)
 
     total_nimg = int(opts["total_kimg"] * 1000)
     bar = tqdm(total=total_nimg / 1000, initial=session.cur_nimg / 1000, unit="kimg", leave=False,
@@ -452,7 +374,6 @@ def training_loop(run_dir: str = ".", rank: int = 0, num_gpus: int = 1, device: 
             break
     bar.close()
     log(session, "Exiting...", run_dir)
-    for collector in [session.stats, session.ada_stats]:
-        if collector is not None:
-            collector.close()
+    session.stats.close()
+    session.task.close(session)
     return session
