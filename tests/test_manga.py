@@ -8,8 +8,10 @@ import PIL.Image
 import pytest
 from click.testing import CliRunner
 
-from manganime_ext.io import manga
+from manganime_ext.cli.cuts_align import _manga_pages
 from manganime_ext.cli.manga import manga as manga_cmd
+from manganime_ext.data.series_config import load
+from manganime_ext.io import manga
 from manganime_ext.io.manga import MangaError, MangaSettings
 
 
@@ -132,3 +134,22 @@ def test_bad_sources_and_existing_output(tmp_path):
     assert result.exit_code == 1 and "already exists" in result.output
     assert run(good, "--out", tmp_path / "out", "--force", "--resolution", 8).exit_code == 0
     assert PIL.Image.open(tmp_path / "out" / "page0000.png").size == (8, 8)
+
+
+def test_one_page_listing_for_every_stage(tmp_path):
+    """The manga stage, align --manga and the series config list a folder's pages alike (.gif included)."""
+    folder = tmp_path / "vol"
+    folder.mkdir()
+    for name in ("page10.png", "page2.gif", "Page1.JPG", "page3.webp", ".page0.png"):
+        PIL.Image.new("L", (8, 8), 200).save(folder / name, format=PIL.Image.registered_extensions()[
+            "." + name.rsplit(".", 1)[1].lower()])
+    (folder / "notes.txt").write_text("not a page")
+    (folder / "page4.png").mkdir()                                        # a folder, whatever its name
+    expected = [str(folder / n) for n in ("Page1.JPG", "page2.gif", "page3.webp", "page10.png")]
+    assert manga.list_pages(str(folder)) == expected
+    assert [str(folder / n) for n in manga.ScanVolume(str(folder)).names] == expected
+    assert _manga_pages(str(folder)) == expected
+    config = tmp_path / "series.json"
+    config.write_text(json.dumps(dict(volumes=[dict(name="v", pages="vol")], episodes=[dict(
+        name="e", video="e.mp4", store="stores/e", volume="v", page_range=[0, 4])])))
+    assert load(str(config)).volumes["v"].pages == expected

@@ -119,3 +119,18 @@ def test_log_drain_keeps_header_and_last_line_of_a_long_log():
     assert video.parse_header(log.header())["source_size"] == [1920, 1080]
     assert log.last_line() == "Error while decoding stream #0:0: Invalid data found when processing input"
     assert len(log.head) == len(log.tail) == 4096 and not log.is_alive()
+
+
+def test_write_mp4_round_trip(tmp_path):
+    """The one mp4 writer: H.264 that read_video decodes back to the same frames, up to codec noise."""
+    frames = [np.full((32, 48, 3), (40 * k, 200 - 30 * k, 90), np.uint8) for k in range(6)]
+    path = str(tmp_path / "clip.mp4")
+    assert video.write_mp4(path, iter(frames), fps=12) == 6
+    meta, decoded = video.read_video(path, 32, transform="center-crop")
+    back = np.stack(list(decoded))
+    assert meta["fps"] == 12 and meta["source_size"] == [48, 32] and len(back) == 6
+    assert np.abs(back.astype(int) - np.stack(frames)[:, :, 8:40].astype(int)).max() <= 6
+    assert video.write_mp4(str(tmp_path / "none.mp4"), iter([]), fps=12) == 0
+    assert not (tmp_path / "none.mp4").exists()
+    with pytest.raises(ValueError, match="frame 1 is 16x16"):
+        video.write_mp4(str(tmp_path / "bad.mp4"), [frames[0], np.zeros((16, 16, 3), np.uint8)], fps=12)

@@ -11,12 +11,12 @@ This module knows the layout only: ``FrameStoreWriter`` appends frames and seals
 rho, ``FrameStore`` reads one back.
 """
 
-import json
 import os
 from typing import Sequence
 
 import numpy as np
 
+from manganime_ext.io.json_files import read_json, write_json
 from manganime_ext.io.video import VideoError
 
 FRAMES, HEADER, RHO = "frames.u8", "header.json", "rho.npy"
@@ -54,9 +54,8 @@ class FrameStoreWriter:
             raise ValueError(f"{self.folder}: {len(rho)} rho values for {self.count} frames")
         np.save(os.path.join(self.folder, RHO), np.asarray(rho, np.float64))
         height, width = (self.shape[0], self.shape[1]) if self.shape else (0, 0)
-        with open(os.path.join(self.folder, HEADER), "w") as f:
-            json.dump(dict(self.header, frames=self.count, height=height, width=width, channels=3, dtype="uint8"),
-                      f, indent=1)
+        write_json(os.path.join(self.folder, HEADER),
+                   dict(self.header, frames=self.count, height=height, width=width, channels=3, dtype="uint8"))
         return self.count
 
     def __enter__(self) -> "FrameStoreWriter":
@@ -71,12 +70,11 @@ class FrameStore:
 
     def __init__(self, folder: str):
         try:
-            with open(os.path.join(folder, HEADER)) as f:
-                self.header = json.load(f)
+            self.header = read_json(os.path.join(folder, HEADER))
             n, h, w = self.header["frames"], self.header["height"], self.header["width"]
             self.frames = np.memmap(os.path.join(folder, FRAMES), np.uint8, "r", shape=(n, h, w, 3))
             self.rho = np.load(os.path.join(folder, RHO))
-        except (OSError, KeyError, ValueError) as e:
+        except (OSError, KeyError, TypeError, ValueError) as e:
             raise VideoError(f"{folder}: not a readable frame store ({e})") from None
 
     def __len__(self) -> int:
