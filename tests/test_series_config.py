@@ -131,7 +131,7 @@ def test_shards_partition_the_series():
 
 
 def test_page_range_is_half_open_and_old_inclusive_pages_still_read(config, tiny_series, tmp_path):
-    """page_range [first, stop) as in ground_truth.json; a config from before it, pages [first, last], means the same."""
+    """page_range [first, stop) as in ground_truth.json; an older config's pages [first, last] means the same."""
     _, truth = tiny_series
     ranges = [tuple(ep["page_range"]) for ep in truth["episodes"]]
     assert [ep.page_range for ep in load(config).episodes] == ranges

@@ -58,7 +58,7 @@ def export_unconditional(series_path, out, labels, force) -> None:
               help="Pairs (n, n + stride), in stored frames.")
 @click.option("--val-episodes", default="", help="Comma-separated episode names for the validation split.")
 @click.option("--cuts", "cuts_path", default=None, type=click.Path(),
-              help="The cuts command's --out folder, one JSON {episode: [frames]}, or the synthetic ground_truth.json.")
+              help="The cuts command's --out folder, one JSON {episode: [frames]}, or ground_truth.json.")
 @click.option("--no-cross-cuts", is_flag=True, help="Drop pairs that straddle a cut (needs --cuts).")
 @click.option("--skip-untagged", is_flag=True, help="Drop pairs on untagged pages instead of guessing their page.")
 @click.option("--page-resolution", default=None, type=click.IntRange(min=8),

@@ -11,7 +11,7 @@ Python slice: ``page_range`` [first, stop) holds pages first .. stop - 1 of the 
 ``page_range`` as in ground_truth.json, ``PageFunction.page_range`` and ``align --pages FIRST:STOP``),
 and ``exclusions`` are ``[start, stop)`` frame ranges without manga support (intro, outro, recaps);
 they are the series' word on support and replace those inside the page function file.
-``page_function`` (our JSON, see page_function.py) and ``exclusions`` are optional: a fresh series
+``page_function`` (our JSON, see ``data.page_function``) and ``exclusions`` are optional: a fresh series
 has neither. Configs written before ``page_range`` existed give ``pages`` [first, last], both
 included; they are still read, as exactly that.
 

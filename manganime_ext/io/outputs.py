@@ -70,10 +70,11 @@ def _fresh_dir(beside: str, kind: str = "tmp") -> str:
 def atomic_file(path: str) -> Iterator[BinaryIO]:
     """A binary file that appears at ``path`` only when the ``with`` block succeeds (temp file, fsync, rename)."""
     path = os.path.abspath(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
         tmp = _temp_name(path, "tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)  # less the umask
+            fd = os.open(tmp, flags, 0o666)  # mode 0o666, less the umask
             break
         except FileExistsError:
             continue
