@@ -4,7 +4,9 @@
         --data=dataset.zip --mirror=1 [--gpus=N] [--detector-dir=DIR]
 
 Flags follow the official release's ``calc_metrics.py``.  The CLI only parses arguments and
-calls ``metrics.metric_main``; problems the user can fix end in one line.
+calls ``metrics.metric_main``; problems the user can fix end in one line.  Which real images
+a metric scores is the metric's business (see ``metric_main``): ``--mirror`` only reaches the
+older fid50k / kid50k / pr50k3; the ``*_full`` metrics and is50k always read the stored images.
 """
 
 import copy
@@ -36,7 +38,11 @@ def load_snapshot(network_pkl: str) -> Dict[str, Any]:
 
 def dataset_kwargs_for(data: Optional[str], mirror: Optional[bool], training_set_kwargs: Optional[Dict[str, Any]],
                        c_dim: int) -> EasyDict:
-    """Real-data options: ``--data`` if given, else the snapshot's training set; all images, labels iff G needs them."""
+    """Real-data options: ``--data`` if given, else the snapshot's training set; labels iff G needs them.
+
+    ``max_size`` is cleared (no metric scores a training subset) and ``xflip`` is ``--mirror`` when
+    given, else what training used; the metrics then apply their own protocol on top.
+    """
     if data is not None:
         kwargs = EasyDict(class_name=DATASET_CLASS, path=data, xflip=False)
     elif training_set_kwargs:
@@ -92,7 +98,9 @@ def _metric_list(ctx: click.Context, param: click.Parameter, value: str) -> List
 @click.option("--metrics", default="fid50k_full", show_default=True, callback=_metric_list,
               help="Comma-separated metric names")
 @click.option("--data", type=click.Path(exists=True), help="Dataset zip or folder [default: the snapshot's]")
-@click.option("--mirror", type=bool, help="Count x-flipped dataset images too [default: the snapshot's]")
+@click.option("--mirror", type=bool,
+              help="Add x-flipped real images for fid50k/kid50k/pr50k3 (*_full and is50k never flip) "
+                   "[default: the snapshot's]")
 @click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True, help="Number of GPUs")
 @click.option("--verbose", type=bool, default=True, show_default=True, help="Progress bars")
 @click.option("--detector-dir", type=click.Path(exists=True, file_okay=False),
@@ -112,8 +120,8 @@ def main(network_pkl: str, metrics: List[str], data: Optional[str], mirror: Opti
             return
         job = dict(network_pkl=network_pkl, metrics=metrics, dataset_kwargs=dataset_kwargs,
                    detector_dir=detector_dir, verbose=verbose)
-        with tempfile.TemporaryDirectory() as temp_dir:
-            init_file = os.path.join(temp_dir, ".torch_distributed_init")
+        with tempfile.TemporaryDirectory() as rendezvous:
+            init_file = os.path.join(rendezvous, ".torch_distributed_init")
             torch.multiprocessing.spawn(_distributed_worker, args=(gpus, init_file, job), nprocs=gpus)
     except MetricError as err:
         raise click.ClickException(str(err)) from None
@@ -123,4 +131,4 @@ def main(network_pkl: str, metrics: List[str], data: Optional[str], mirror: Opti
 
 
 if __name__ == "__main__":
-    main()  # pylint: disable=no-value-for-parameter
+    main()  # pylint: disable=no-value-for-parameter (click fills the arguments)

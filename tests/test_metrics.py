@@ -429,6 +429,98 @@ def test_mirror_doubles_the_real_set(files):
     assert stats.num_items == 24
 
 
+# ---------------------------------------------------------------------------------------------
+# Which real images each metric scores (the official protocol), whatever training used.
+
+FULL_COUNTS = dict(num_gen=16, num_subsets=2, max_subset_size=8, num_splits=2, num_samples=4)  # no max_real
+
+
+def cached_real_stats():
+    """The one dataset-statistics file the metric run left in this test's private cache."""
+    cache_dir = dnnlib.make_cache_dir_path("gan-metrics")
+    names = os.listdir(cache_dir)
+    assert len(names) == 1, names
+    return FeatureStats.load(os.path.join(cache_dir, names[0]))
+
+
+def metric_with_options(files, metric, network="uncond", data=None, **dataset_options):
+    G = legacy.load_network_pkl(files[network])["G_ema"]
+    dataset_kwargs = data_kwargs(data or files.data, use_labels=G.c_dim > 0, **dataset_options)
+    return metric_main.calc_metric(metric, G=G, dataset_kwargs=dataset_kwargs, counts=FULL_COUNTS,
+                                   detector_dir=files.det_dir, num_workers=0, progress=False).results
+
+
+@pytest.mark.parametrize("metric", ["fid50k_full", "kid50k_full", "pr50k3_full"])
+def test_full_metrics_score_the_stored_images_whatever_subset_and_mirror(files, metric, tmp_path, monkeypatch):
+    # Training with --subset=5 --mirror records max_size=5, xflip=True: the metric must ignore both.
+    trained_with = metric_with_options(files, metric, max_size=5, xflip=True, random_seed=1)
+    real = cached_real_stats()
+    assert real.num_items == 12  # all 12 stored images, none mirrored, none left out
+    plain_opts = metric_utils.MetricOptions(dataset_kwargs=data_kwargs(files.data), detector_dir=files.det_dir,
+                                            num_workers=0, cache=False)
+    url = detectors.VGG16_URL if metric.startswith("pr") else detectors.INCEPTION_URL
+    plain = metric_utils.compute_feature_stats_for_dataset(plain_opts, url, dict(return_features=True),
+                                                           capture_all=True, capture_mean_cov=True)
+    if real.capture_all:
+        np.testing.assert_array_equal(real.get_all(), plain.get_all())
+    else:
+        np.testing.assert_array_equal(real.get_mean_cov()[0], plain.get_mean_cov()[0])
+        np.testing.assert_array_equal(real.get_mean_cov()[1], plain.get_mean_cov()[1])
+    monkeypatch.setenv("MANGANIME_CACHE_DIR", str(tmp_path / "fresh-cache"))
+    assert metric_with_options(files, metric) == trained_with
+
+
+def test_older_metrics_score_every_image_and_mirror_when_asked(files, tmp_path, monkeypatch):
+    plain = metric_with_options(files, "fid50k").fid50k
+    monkeypatch.setenv("MANGANIME_CACHE_DIR", str(tmp_path / "subset"))
+    assert metric_with_options(files, "fid50k", max_size=5).fid50k == plain  # the subset is ignored
+    assert cached_real_stats().num_items == 12
+    monkeypatch.setenv("MANGANIME_CACHE_DIR", str(tmp_path / "mirror"))
+    mirrored = metric_with_options(files, "fid50k", max_size=5, xflip=True).fid50k
+    assert cached_real_stats().num_items == 24  # every image and its mirror image
+    assert mirrored != plain  # the tiny detector sees a mirrored image differently
+
+
+def test_is50k_samples_labels_from_the_stored_images(files):
+    """A conditional G is fed labels of random dataset items: a subset or mirroring would change them."""
+    plain = metric_with_options(files, "is50k", network="cond", data=files.data_labels)
+    assert metric_with_options(files, "is50k", network="cond", data=files.data_labels,
+                               max_size=4, xflip=True) == plain
+    # The same draw from a different item list does change the labels, hence the score.
+    ppl_plain = metric_with_options(files, "ppl2_wend", network="cond", data=files.data_labels)
+    assert metric_with_options(files, "ppl2_wend", network="cond", data=files.data_labels, max_size=4) != ppl_plain
+
+
+def test_real_stats_cache_key_follows_the_options_actually_used(files, monkeypatch):
+    first = metric_with_options(files, "fid50k_full").fid50k_full
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("dataset images were read again")
+
+    with monkeypatch.context() as patch:  # training's options (labels, subset, mirror, resolution): same images
+        patch.setattr(metric_utils.torch.utils.data, "DataLoader", no_loading)
+        assert metric_with_options(files, "fid50k_full", max_size=5, xflip=True, random_seed=3,
+                                   resolution=16).fid50k_full == first
+    assert len(os.listdir(dnnlib.make_cache_dir_path("gan-metrics"))) == 1
+    metric_with_options(files, "fid50k", xflip=True)  # mirrored images: statistics of their own
+    assert len(os.listdir(dnnlib.make_cache_dir_path("gan-metrics"))) == 2
+
+
+def test_image_options_canonical_form_and_with_dataset_leaves_the_caller_alone():
+    base = dict(class_name="x.Dataset", path="data.zip")
+    assert metric_utils.image_options(dict(base, use_labels=True, max_size=None, xflip=0, random_seed=7,
+                                           resolution=256)) == metric_utils.image_options(base)
+    assert metric_utils.image_options(dict(base, max_size=5, random_seed=1)) != \
+        metric_utils.image_options(dict(base, max_size=5, random_seed=2))
+    assert metric_utils.image_options(dict(base, xflip=True)) != metric_utils.image_options(base)
+    opts = metric_utils.MetricOptions(dataset_kwargs=dict(base, xflip=True, max_size=5))
+    scoped = opts.with_dataset(**metric_main.AS_STORED)
+    assert scoped.dataset_kwargs == dict(base, xflip=False, max_size=None)
+    assert opts.dataset_kwargs == dict(base, xflip=True, max_size=5)
+    no_data = metric_utils.MetricOptions()
+    assert not no_data.with_dataset(**metric_main.AS_STORED).dataset_kwargs  # nothing to override
+
+
 def _distributed_worker(rank, init_file, dataset_kwargs, det_dir, queue):
     torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     opts = metric_utils.MetricOptions(dataset_kwargs=dataset_kwargs, num_gpus=2, rank=rank, device="cpu",
@@ -482,6 +574,21 @@ def test_cli_writes_jsonl_next_to_the_snapshot(files):
     assert entry["metric"] == "kid50k_full" and np.isfinite(entry["results"]["kid50k_full"])
     assert entry["snapshot_pkl"] == "network-snapshot-000000.pkl" and entry["counts"]["num_gen"] == 16
     assert os.path.isfile(os.path.join(run_dir, "metric-ppl2_wend.jsonl"))
+
+
+def test_cli_mirror_reaches_only_the_older_metrics(files):
+    env = {metric_utils.COUNTS_ENV: "num_gen=16"}
+
+    def results(mirror):
+        result = invoke("--network", files.uncond, "--data", files.data, "--mirror", mirror, "--verbose", "0",
+                        "--metrics", "fid50k_full,fid50k", "--detector-dir", files.det_dir, env=env)
+        assert result.exit_code == 0, result.output
+        lines = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+        return {entry["metric"]: entry["results"][entry["metric"]] for entry in lines}
+
+    flipped, plain = results(1), results(0)
+    assert flipped["fid50k_full"] == plain["fid50k_full"]
+    assert flipped["fid50k"] != plain["fid50k"]
 
 
 def test_cli_uses_detector_dir_from_the_environment(files):

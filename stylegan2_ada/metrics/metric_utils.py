@@ -263,13 +263,15 @@ def _broadcast_flag(flag: bool, opts: MetricOptions) -> bool:
 def image_options(dataset_kwargs: Dict[str, Any]) -> Dict[str, Any]:
     """The dataset options that decide which images are read, in one canonical form.
 
-    Labels do not change image features, and the subset seed matters only with a subset;
-    ``max_size`` and ``xflip`` are spelled out with their defaults.  So the options training
-    records and the ones ``calc_metrics`` builds name the same statistics when they read the
-    same images (and different ones whenever a subset or mirroring changes the images).
+    Labels and the resolution check do not change the images, and the subset seed matters
+    only with a subset; ``max_size`` and ``xflip`` are spelled out with their defaults.  So the
+    options training records and the ones ``calc_metrics`` builds name the same statistics
+    when they read the same images, and different ones whenever a subset or mirroring
+    changes the images.
     """
     options = dict(dataset_kwargs)
     options.pop("use_labels", None)
+    options.pop("resolution", None)  # a check on the images, never a change to them
     options.setdefault("max_size", None)
     options["xflip"] = bool(options.get("xflip", False))
     if options["max_size"] is None:
