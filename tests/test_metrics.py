@@ -26,6 +26,7 @@ from stylegan2_ada.metrics.inception_score import as_probabilities, inception_sc
 from stylegan2_ada.metrics.kernel_inception_distance import kernel_inception_distance, mmd2_unbiased
 from stylegan2_ada.metrics.perceptual_path_length import (crop_and_downsample, filtered_mean, path_distances,
                                                            slerp)
+from stylegan2_ada.metrics import precision_recall as precision_recall_module
 from stylegan2_ada.metrics.precision_recall import kth_neighbour_radii, precision_recall
 from stylegan2_ada.training.networks import Generator
 
@@ -264,6 +265,82 @@ def test_precision_recall_matches_brute_force():
     actual = precision_recall(torch.from_numpy(real), torch.from_numpy(gen), 3, row_batch_size=7, col_batch_size=9)
     assert actual == pytest.approx(expected)
     assert 0 < expected[0] < 1 and 0 < expected[1] < 1
+
+
+def numpy_float16_distances(a, b):
+    """The float16 protocol written out in numpy: float16 features, squares and squared norms
+    rounded to float16, the combination |a|² - 2 a·b + |b|² rounded to float16, then sqrt."""
+    a, b = a.astype(np.float16), b.astype(np.float16)
+    a_sq = (a * a).astype(np.float64).sum(axis=1).astype(np.float16).astype(np.float64)
+    b_sq = (b * b).astype(np.float64).sum(axis=1).astype(np.float16).astype(np.float64)
+    cross = a.astype(np.float64) @ b.astype(np.float64).T
+    squared = (a_sq[:, None] - 2 * cross + b_sq[None, :]).astype(np.float16)
+    return np.sqrt(np.maximum(squared, np.float16(0)))
+
+
+def numpy_float16_precision_recall(real, gen, k):
+    def radii(x):  # k-th neighbour (the k + 1-th smallest, self included) selected in float32, kept as float16
+        return np.sort(numpy_float16_distances(x, x).astype(np.float32), axis=1)[:, k].astype(np.float16)
+
+    def inside(probes, ref):
+        return float(np.mean((numpy_float16_distances(probes, ref) <= radii(ref)[None, :]).any(axis=1)))
+
+    return inside(gen, real), inside(real, gen)
+
+
+def offset_features(rng, n, scale):
+    """Features on a 1/8 grid far from the origin: every float32 sum inside the float16 matmul is
+    exact (so any CPU gives the same float16 numbers), while |x|² ~ 7000 makes float16 rounding coarse."""
+    return np.round(rng.randn(n, 8) * scale * 8) / 8 + 30
+
+
+def test_pairwise_distances_compute_in_float16_like_numpy_and_cdist():
+    rng = np.random.RandomState(10)
+    a, b = offset_features(rng, 40, 2), offset_features(rng, 30, 2)
+    a16, b16 = torch.from_numpy(a).half(), torch.from_numpy(b).half()
+    dist = precision_recall_module.pairwise_distances(a16, b16)
+    assert dist.dtype == torch.float16
+    np.testing.assert_array_equal(dist.numpy(), numpy_float16_distances(a, b))
+    assert torch.equal(dist, torch.cdist(a16, b16))  # > 25 rows: cdist's own matmul route, bit for bit
+    # Any block size, also the few rows for which CPU float16 cdist has no kernel, gives the same numbers.
+    assert torch.equal(precision_recall_module.pairwise_distances(a16[:1], b16[:3]), dist[:1, :3])
+    exact = np.linalg.norm(a[:, None] - b[None], axis=2)
+    assert np.abs(dist.numpy().astype(np.float64) - exact).max() > 0.01  # float16 really is coarser here
+
+
+def test_precision_recall_in_float16_matches_numpy_float16_not_exact_arithmetic():
+    rng = np.random.RandomState(11)
+    agree_exact = []
+    for _ in range(3):
+        real, gen = offset_features(rng, 60, 2), offset_features(rng, 50, 2.5)
+        half = precision_recall(torch.from_numpy(real), torch.from_numpy(gen), 3, row_batch_size=7, col_batch_size=9)
+        assert half == numpy_float16_precision_recall(real, gen, 3)
+        exact = precision_recall(torch.from_numpy(real), torch.from_numpy(gen), 3, row_batch_size=7,
+                                 col_batch_size=9, dtype=torch.float64)
+        agree_exact.append(half == pytest.approx(exact))
+    assert not all(agree_exact)  # on these features the float16 protocol moves PR
+
+
+def test_float16_rounds_a_probe_just_outside_a_sphere_onto_its_surface():
+    real = torch.tensor([[0.0, 0], [1, 0], [2, 0], [3, 0]])  # k = 1: every radius is exactly 1
+    gen = torch.tensor([[4.0004, 0], [10, 0], [11, 0], [12, 0]])  # 1.0004 from the point 3
+    # float32: 1.0004 > 1, outside.  float16: 4.0004 rounds to 4 (spacing 1/256 there), distance 1, inside.
+    assert precision_recall(real, gen, 1, 2, 3, dtype=torch.float32) == (0.0, 1.0)
+    assert precision_recall(real, gen, 1, 2, 3) == (0.25, 1.0)
+    assert precision_recall_module.PR_DTYPE == torch.float16
+
+
+def test_pr_metric_computes_its_distances_in_float16(files, monkeypatch):
+    seen = []
+    original = precision_recall_module.pairwise_distances
+
+    def recording(rows, cols):
+        seen.append((rows.dtype, cols.dtype))
+        return original(rows, cols)
+
+    monkeypatch.setattr(precision_recall_module, "pairwise_distances", recording)
+    assert np.isfinite(run_metric(files, "pr50k3_full").results.pr50k3_full_precision)
+    assert seen and set(seen) == {(torch.float16, torch.float16)}
 
 
 # ---------------------------------------------------------------------------------------------
