@@ -1,7 +1,7 @@
 """Compute quality metrics of a network snapshot and append them to metric-<name>.jsonl beside it.
 
     python -m stylegan2_ada.calc_metrics --metrics=fid50k_full,kid50k_full --network=snapshot.pkl \\
-        --data=dataset.zip --mirror=1 [--gpus=N] [--detector-dir=DIR]
+        --data=dataset.zip [--mirror=1] [--gpus=N] [--detector-dir=DIR]
 
 Flags follow the official release's ``calc_metrics.py``.  The CLI only parses arguments and
 calls ``metrics.metric_main``; problems the user can fix end in one line.  Which real images
