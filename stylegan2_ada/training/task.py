@@ -51,6 +51,11 @@ class TrainingTask:
         """The object whose ``accumulate_gradients(phase, sync, gain, **batch)`` runs one phase."""
         raise NotImplementedError
 
+    def trainable_parameters(self, session: "Session", name: str) -> List[torch.nn.Parameter]:
+        """The parameters of trained network ``name`` that its optimiser updates (default: all of them).
+        Only these get gradients, so freezing part of a network also saves its backward pass."""
+        return list(session.networks[name].parameters())
+
     def restore(self, session: "Session", resumed: Dict[str, Any]) -> None:
         """Take task state (beyond networks and optimisers) back from a snapshot being resumed."""
 

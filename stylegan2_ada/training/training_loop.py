@@ -135,7 +135,7 @@ def _make_phases(session: Session, resumed: Optional[Dict[str, Any]]) -> List[Ph
     for name in session.task.trained:
         interval = opts.get(f"{name}_reg_interval")
         ratio = 1 if interval is None else interval / (interval + 1)
-        opt = _make_optimizer(session.networks[name].parameters(), opts[f"{name}_opt_kwargs"], ratio)
+        opt = _make_optimizer(session.task.trainable_parameters(session, name), opts[f"{name}_opt_kwargs"], ratio)
         saved = (resumed or {}).get(f"{name}_opt")
         if saved:
             try:
@@ -211,9 +211,10 @@ def training_step(session: Session) -> None:
         inputs = session.task.phase_inputs(session, phase, batch)
         if session.batch_idx % phase.interval != 0:
             continue
-        network = session.networks[phase.network]
+        params = [p for group in phase.opt.param_groups for p in group["params"]]
         started = time.time()
-        network.requires_grad_(True)
+        for p in params:
+            p.requires_grad_(True)
         phase.opt.zero_grad(set_to_none=True)
         for loss_inputs in inputs:
             try:
@@ -224,8 +225,9 @@ def training_step(session: Session) -> None:
                     f"non-finite loss in tick {session.cur_tick} (kimg {session.cur_nimg / 1000:.1f}), phase "
                     f"{err.phase}: stopping; lower the learning rate or the regularisation weight, "
                     "or resume from the last snapshot") from None
-        network.requires_grad_(False)
-        distributed.average_gradients(network.parameters())
+        for p in params:
+            p.requires_grad_(False)
+        distributed.average_gradients(params)
         phase.opt.step()
         session.timing[phase.name] = session.timing.get(phase.name, 0) + time.time() - started
 
