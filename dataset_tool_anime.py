@@ -15,7 +15,7 @@ from manganime_ext.cli.export import check, export_conditional, export_unconditi
 from manganime_ext.cli.frames import frames
 from manganime_ext.cli.intro_outro import intro, outro
 from manganime_ext.cli.manga import manga
-from manganime_ext.cli.synth import synth
+from manganime_ext.cli.synth import synth, truth
 
 
 @click.group()
@@ -23,7 +23,7 @@ def cli() -> None:
     """From anime episodes and manga scans to a page-tagged, paired training set."""
 
 
-for command in (synth, frames, manga, intro, outro, cuts_cmd, align_cmd, export_unconditional, export_conditional,
+for command in (synth, truth, frames, manga, intro, outro, cuts_cmd, align_cmd, export_unconditional, export_conditional,
                 check):
     cli.add_command(command)
 

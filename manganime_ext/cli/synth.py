@@ -1,9 +1,10 @@
-"""The ``synth`` command: write the built-in synthetic series (episodes, manga volume, ground truth)."""
+"""``synth`` writes the built-in synthetic series; ``truth`` turns its ground truth into a series config."""
 
 import click
 import tqdm
 
 from manganime_ext.cli.errors import user_errors
+from manganime_ext.data import ground_truth
 from manganime_ext.synthetic import anime
 
 
@@ -24,3 +25,16 @@ def synth(out, episodes, seconds, resolution, fps, seed, intro_seconds, outro_se
     with tqdm.tqdm(total=episodes * int(round(seconds * fps)), unit="frame", desc="synth") as bar:
         anime.write_series(out, episodes, seconds, resolution, fps, seed, intro_seconds, outro_seconds,
                            force=force, progress=bar.update)
+
+
+@click.command(name="truth")
+@click.option("--series", "series_dir", required=True, type=click.Path(), help="Folder synth wrote (ground_truth.json).")
+@click.option("--stores", required=True, type=click.Path(), help="Frame stores of its episodes (any --stride).")
+@click.option("--out", required=True, type=click.Path(), help="Output folder: series.json, tags/, cuts.json.")
+@click.option("--force", is_flag=True, help="Replace an existing output folder.")
+@user_errors
+def truth(series_dir, stores, out, force) -> None:
+    """The synthetic series' ground truth as a series config (page functions, exclusions, cuts) for its stores."""
+    counts = ground_truth.write_truth_config(series_dir, stores, out, force=force)
+    click.echo(f"{out}/series.json: {len(counts)} episodes, {sum(counts.values())} stored frames; "
+               f"cuts for --cuts in {out}/cuts.json")
