@@ -11,6 +11,11 @@ from typing import Callable, TypeVar
 import click
 
 from manganime_ext.analysis.intro_outro import IntroOutroError
+from manganime_ext.conditioning.evaluation import EvaluationError
+from manganime_ext.conditioning.predictor import PredictorError
+from manganime_ext.conditioning.rollout import RolloutError
+from manganime_ext.data.ground_truth import GroundTruthError
+from manganime_ext.data.paired_dataset import PairedDatasetError
 from manganime_ext.data.export import ExportError
 from manganime_ext.data.page_function import PageFunctionError
 from manganime_ext.data.series_config import SeriesConfigError
@@ -21,7 +26,8 @@ from manganime_ext.io.video import VideoError
 from manganime_ext.synthetic.anime import SynthError
 
 USER_ERRORS = (OutputExistsError, ShardError, JSONFileError, VideoError, MangaError, SynthError, IntroOutroError,
-               PageFunctionError, SeriesConfigError, ExportError)
+               PageFunctionError, SeriesConfigError, ExportError, GroundTruthError, PairedDatasetError, PredictorError,
+               EvaluationError, RolloutError)
 F = TypeVar("F", bound=Callable)
 
 

@@ -12,8 +12,8 @@ StyleGAN2-ADA zip that ``training.dataset.ImageFolderDataset`` and the official 
   ``manga`` does, so training never depends on a step someone may have skipped;
 - ``frames/<episode>/00000123.png``: every frame some pair needs (RGB);
 - ``index.json``: the episode names, the validation episodes, the stride, the page resolution, what
-  each page file is (``[volume, page]``) and the pairs per split as rows ``[episode, n, m, page]`` (episode index into
-  the names, m = n + stride, page = page file index).
+  each page file is (``[volume, page]``), the pairs per split as rows ``[episode, n, m, page]`` (episode index into
+  the names, m = n + stride, page = page file index) and, when ``--cuts`` was given, the cuts per episode.
 
 The zip is self-contained, not a list of references into the frame stores, because training runs
 on cluster nodes: one file to copy to local scratch, no dependence on store paths or on the stores
@@ -202,6 +202,8 @@ def export_conditional(series: Series, episodes: Sequence[Episode], out: str, va
     index = dict(format=FORMAT, stride=stride, episodes=names, val_episodes=list(val_episodes),
                  no_cross_cuts=no_cross_cuts, skip_untagged=skip_untagged, page_resolution=page_resolution,
                  pages=[[v, p] for v, p in page_files], columns=list(COLUMNS), **splits)
+    if cuts is not None:  # kept so that evaluation can report pairs across a cut apart
+        index["cuts"] = {name: sorted(int(c) for c in cuts[name]) for name in names if name in cuts}
     progress = progress_factory(sum(len(f) for _, f in needed)) if progress_factory else None
     with atomic_file(out) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
         for i, (vol, p) in enumerate(page_files):

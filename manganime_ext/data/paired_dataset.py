@@ -46,6 +46,7 @@ class PairedFrameDataset(torch.utils.data.Dataset):
             raise PairedDatasetError(f"{self.path}: not a paired dataset ({e})") from None
         if index.get("format") != FORMAT or index.get("columns") != list(COLUMNS):
             raise PairedDatasetError(f"{self.path}: {INDEX} is not {FORMAT}")
+        self.index: Dict[str, Any] = index  # the whole index.json (pages, cuts, flags), for richer readers
         self.episodes: List[str] = index["episodes"]
         self.val_episodes: List[str] = index["val_episodes"]
         self.stride: int = index["stride"]
@@ -79,8 +80,14 @@ class PairedFrameDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def frame(self, episode: int, n: int) -> torch.Tensor:
+        """Stored frame ``n`` of episode number ``episode``: uint8 3xHxW."""
+        return self._image(frame_member(self.episodes[episode], n), "RGB")
+
+    def page(self, page: int) -> torch.Tensor:
+        """Page file ``page`` (an index into ``index['pages']``): uint8 1xSxS."""
+        return self._image(page_member(page), "L")
+
     def __getitem__(self, idx: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         e, n, m, page = (int(v) for v in self.pairs[idx])
-        name = self.episodes[e]
-        return (self._image(frame_member(name, n), "RGB"), self._image(page_member(page), "L"),
-                self._image(frame_member(name, m), "RGB"))
+        return self.frame(e, n), self.page(page), self.frame(e, m)
