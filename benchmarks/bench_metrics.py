@@ -6,6 +6,7 @@ tiny TorchScript detector that has the official call signature and, like Incepti
 2048-d features, so the float64 mean/covariance sums are as large as for a real FID.
 Each size runs in a fresh process; peak RSS is sampled every 5 ms with psutil.
 Memory must stay flat from 2k to 20k images: only the sums grow with the feature dim.
+The last line is a JSON summary.
 
     python benchmarks/bench_metrics.py [--sizes 2000,20000] [--batch 64]
 """
@@ -18,15 +19,13 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Dict, Tuple
 
 import numpy as np
 import psutil
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stylegan2_ada.metrics import detectors, metric_utils  # noqa: E402
+from stylegan2_ada.metrics import detectors, metric_utils
 
 FEATURES = 2048
 
@@ -110,14 +109,20 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as detector_dir:
         torch.jit.save(torch.jit.script(TinyDetector()), os.path.join(detector_dir, "inception-2015-12-05.pt"))
-        print(f"tiny detector alone: {detector_only(args.batch, detector_dir):.0f} images/s "
+        alone = detector_only(args.batch, detector_dir)
+        print(f"tiny detector alone: {alone:.0f} images/s "
               f"(batch {args.batch}, 64x64, {torch.get_num_threads()} threads)")
+        streamed = []
         for size in (int(s) for s in args.sizes.split(",")):
             out = subprocess.run([sys.executable, __file__, "--child", str(size), "--batch", str(args.batch),
                                   "--detector-dir", detector_dir], check=True, capture_output=True, text=True)
             r = json.loads(out.stdout.strip().splitlines()[-1])
+            streamed.append(r)
             print(f"{r['images']:>6} images: {r['images_per_s']:7.0f} images/s end to end; RSS {r['rss_before_mib']:.0f} "
                   f"MiB before, peak {r['rss_peak_mib']:.0f} MiB (+{r['rss_peak_mib'] - r['rss_before_mib']:.0f} MiB)")
+    print(json.dumps(dict(benchmark="metrics", batch=args.batch, threads=torch.get_num_threads(),
+                          detector_only_images_per_s=round(alone, 1),
+                          streamed=[{key: round(value, 1) for key, value in r.items()} for r in streamed])))
 
 
 if __name__ == "__main__":

@@ -1,120 +1,155 @@
-"""Network throughput on this machine: images/s and achieved GFLOP/s against the conv peak.
+"""Network throughput: images/s and achieved GFLOP/s, against the in-run conv peak and, optionally, the official code.
 
-Workload (issue #2): G at 64x64, z_dim = w_dim = 512, 2 mapping layers,
-channel_base 16384, channel_max 512, fp32, batch 8; G forward, G forward+backward
-and D forward+backward.  FLOPs are counted with ``torch.utils.flop_counter``.
-The machine's conv peak is a large 3x3 convolution measured in the same run,
-interleaved with the workloads, so each figure is reported as a ratio to a peak
-measured moments before it (this machine is shared and noisy); the median over
-rounds is printed.
+Workload (issue #2): G at 64x64, z_dim = w_dim = 512, 2 mapping layers, channel_base 16384,
+channel_max 512, fp32, batch 8; G forward, G forward+backward and D forward+backward. FLOPs are
+counted with ``torch.utils.flop_counter``. Baselines, both measured in this run (the machine is
+shared and noisy, so no figure is compared with a number from elsewhere):
 
-    python benchmarks/bench_networks.py [--rounds 5] [--batch 8]
+- the conv peak, a batch x channel_max x 32 x 32 3x3 convolution timed in the same process just
+  before each workload, so every workload is also a fraction of the peak of that moment;
+- with ``--official PATH`` (a local clone of the official StyleGAN2-ADA PyTorch release), the
+  same workloads built from its ``training.networks``, in rounds interleaved with ours.
+
+Each figure is the fastest of ``--repeats`` calls; the median over rounds is printed, and the
+last line is a JSON summary.
+
+    python benchmarks/bench_networks.py [--rounds 5] [--batch 8] [--official PATH]
 """
 
 import argparse
-import statistics
-import sys
-import time
-from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Any, Callable, Dict, Optional
 
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stylegan2_ada.training import networks  # noqa: E402
+import _harness as harness
 
-OFFICIAL_REFERENCE_FRACTION = 0.35  # official non-CUDA path: ~49 GFLOP/s on G forward, 35 % of this machine's peak
+WORKLOADS = ("G forward", "G forward+backward", "D forward+backward")
 
 
-def count_flops(fn: Callable[[], None]) -> int:
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops()
+class NetworkWorkloads:
+    """G and D of one implementation, with the three timed calls."""
+
+    def __init__(self, impl: harness.Implementation, config: Dict[str, Any]):
+        networks = impl.module("networks")
+        self.impl, self.config = impl, config
+        self.device = harness.pick_device()
+        res, batch = config["resolution"], config["batch"]
+        arch = dict(channel_base=config["channel_base"], channel_max=config["channel_max"], num_fp16_res=0,
+                    conv_clamp=None)
+        torch.manual_seed(0)
+        G = networks.Generator(z_dim=512, c_dim=0, w_dim=512, img_resolution=res, img_channels=3,
+                               mapping_kwargs=dict(num_layers=2), synthesis_kwargs=arch).to(self.device)
+        D = networks.Discriminator(c_dim=0, img_resolution=res, img_channels=3, **arch).to(self.device)
+        z = torch.randn([batch, 512], device=self.device)
+        c = torch.zeros([batch, 0], device=self.device)
+        real = torch.randn([batch, 3, res, res], device=self.device)
+
+        def g_forward() -> None:
+            G.eval()
+            with torch.no_grad():
+                G(z, c, noise_mode="const")
+
+        def g_forward_backward() -> None:
+            G.train()
+            G.zero_grad(set_to_none=True)
+            G(z, c, noise_mode="random").square().mean().backward()
+
+        def d_forward_backward() -> None:
+            D.train()
+            D.zero_grad(set_to_none=True)
+            F.softplus(D(real, c)).mean().backward()
+
+        self.calls: Dict[str, Callable[[], None]] = dict(zip(WORKLOADS, (g_forward, g_forward_backward,
+                                                                         d_forward_backward)))
+        self.flops = {name: harness.count_flops(call) for name, call in self.calls.items()}
+        self.peak = harness.ConvPeak(batch, config["channel_max"], 32, self.device)
+
+    def describe(self) -> Dict[str, Any]:
+        return dict(harness.describe_process(self.impl, self.device), flops=self.flops, conv_peak=self.peak.shape)
+
+    def measure_round(self) -> Dict[str, Any]:
+        """Per workload: the conv peak just before it, then the workload itself."""
+        repeats = self.config["repeats"]
+        measured = {}
+        for name, call in self.calls.items():
+            peak = self.peak.gflops(repeats)
+            measured[name] = dict(seconds=harness.best_seconds(call, repeats, self.device), peak_gflops=peak)
+        return measured
 
 
-def best_seconds(fn: Callable[[], None], repeats: int) -> float:
-    """Fastest of ``repeats`` timed calls, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def summarise(runs: harness.Runs, batch: int) -> Dict[str, Dict[str, Any]]:
+    """Medians per implementation and workload: img/s, GFLOP/s, fraction of the conv peak."""
+    summary: Dict[str, Dict[str, Any]] = {}
+    for label, rounds in runs.rounds.items():
+        flops = runs.info[label]["flops"]
+        summary[label] = {}
+        for name in WORKLOADS:
+            seconds = [r[name]["seconds"] for r in rounds]
+            summary[label][name] = dict(
+                img_per_s=harness.median([batch / s for s in seconds]),
+                gflop_per_img=flops[name] / batch / 1e9,
+                gflop_per_s=harness.median([flops[name] / s / 1e9 for s in seconds]),
+                of_conv_peak=harness.median([flops[name] / r[name]["seconds"] / 1e9 / r[name]["peak_gflops"]
+                                             for r in rounds]),
+                conv_peak_gflop_per_s=harness.median([r[name]["peak_gflops"] for r in rounds]))
+    return summary
 
 
-def build_workloads(batch: int, device: torch.device) -> Dict[str, Callable[[], None]]:
-    torch.manual_seed(0)
-    G = networks.Generator(z_dim=512, c_dim=0, w_dim=512, img_resolution=64, img_channels=3,
-                           mapping_kwargs=dict(num_layers=2),
-                           synthesis_kwargs=dict(channel_base=16384, channel_max=512)).to(device)
-    D = networks.Discriminator(c_dim=0, img_resolution=64, img_channels=3,
-                               channel_base=16384, channel_max=512).to(device)
-    z = torch.randn(batch, 512, device=device)
-    real = torch.randn(batch, 3, 64, 64, device=device)
+def report(args: argparse.Namespace, config: Dict[str, Any], official: Optional[str]) -> None:
+    def on_ready(info: Dict[str, Dict[str, Any]]) -> None:
+        ours = info["ours"]
+        print(f"device {ours['device']}, torch {ours['torch']}, {ours['threads']} threads; G/D at "
+              f"{config['resolution']} px, channel_base {config['channel_base']}, channel_max {config['channel_max']}, "
+              f"fp32, batch {config['batch']}")
+        print(f"conv peak: {ours['conv_peak']}, timed just before each workload")
+        for label, about in info.items():
+            print(f"{label}: {about['source']}")
+        if official is None:
+            print("official: comparison skipped (no --official PATH given)")
 
-    def g_forward() -> None:
-        G.eval()
-        with torch.no_grad():
-            G(z, None, noise_mode="const")
+    def on_round(index: int, measured: Dict[str, Dict[str, Any]]) -> None:
+        parts = [f"{label} " + ", ".join(f"{config['batch'] / r[name]['seconds']:.2f}" for name in WORKLOADS)
+                 for label, r in measured.items()]
+        print(f"round {index + 1}/{args.rounds} img/s ({', '.join(WORKLOADS)}): {' | '.join(parts)}", flush=True)
 
-    def g_forward_backward() -> None:
-        G.train()
-        G.zero_grad(set_to_none=True)
-        G(z, None, noise_mode="random").square().mean().backward()
+    runs = harness.run_interleaved(__file__, config, official, args.rounds, on_ready, on_round)
+    summary = summarise(runs, config["batch"])
+    ours = summary["ours"]
+    print(f"medians of {args.rounds} round(s):")
+    print(f"{'workload':<20} {'GFLOP/img':>9} {'img/s':>8} {'GFLOP/s':>8} {'conv peak':>9} {'of peak':>8}"
+          + (f" {'official img/s':>14} {'of peak':>8} {'ours/official':>13}" if official else ""))
+    ratios = {}
+    for name in WORKLOADS:
+        row = ours[name]
+        line = (f"{name:<20} {row['gflop_per_img']:9.2f} {row['img_per_s']:8.2f} {row['gflop_per_s']:8.1f} "
+                f"{row['conv_peak_gflop_per_s']:9.1f} {row['of_conv_peak']:8.0%}")
+        if official:
+            theirs = summary["official"][name]
+            ratios[name] = harness.ratio(row["img_per_s"], theirs["img_per_s"])
+            line += f" {theirs['img_per_s']:14.2f} {theirs['of_conv_peak']:8.0%} {ratios[name]:12.2f}x"
+        print(line)
+    harness.emit_json(dict(
+        benchmark="networks", config=config, rounds=args.rounds, conv_peak=runs.info["ours"]["conv_peak"],
+        ours=ours, official=summary.get("official"), ours_over_official=ratios or None,
+        official_skipped=None if official else "no --official PATH given"))
 
-    def d_forward_backward() -> None:
-        D.train()
-        D.zero_grad(set_to_none=True)
-        F.softplus(D(real, None)).mean().backward()
 
-    return {"G forward": g_forward, "G forward+backward": g_forward_backward, "D forward+backward": d_forward_backward}
+def config_of(args: argparse.Namespace) -> Dict[str, Any]:
+    return dict(resolution=args.resolution, channel_base=args.cbase, channel_max=args.cmax, batch=args.batch,
+                repeats=args.repeats, threads=args.threads)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved measurement rounds (median reported)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed calls per measurement (fastest kept)")
-    parser.add_argument("--batch", type=int, default=8)
-    args = parser.parse_args()
-
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, batch {args.batch}")
-
-    x = torch.randn(8, 512, 32, 32, device=device)
-    w = torch.randn(512, 512, 3, 3, device=device)
-
-    def peak_conv() -> None:
-        F.conv2d(x, w, padding=1)
-        sync()
-
-    workloads = build_workloads(args.batch, device)
-    flops = {name: count_flops(fn) for name, fn in workloads.items()}
-    peak_flops = count_flops(peak_conv)
-
-    peaks: List[float] = []
-    rates: Dict[str, List[float]] = {name: [] for name in workloads}
-    fractions: Dict[str, List[float]] = {name: [] for name in workloads}
-    for _ in range(args.rounds):
-        for name, fn in workloads.items():
-            peak = peak_flops / best_seconds(peak_conv, args.repeats) / 1e9
-            seconds = best_seconds(lambda: (fn(), sync()), args.repeats)
-            peaks.append(peak)
-            rates[name].append(seconds)
-            fractions[name].append(flops[name] / seconds / 1e9 / peak)
-
-    peak = statistics.median(peaks)
-    print(f"conv2d peak (8x512x32x32, 3x3): {peak:.1f} GFLOP/s (median of {len(peaks)})")
-    print(f"{'workload':<20} {'GFLOP/img':>9} {'img/s':>8} {'GFLOP/s':>8} {'of peak':>8} {'vs official ref path':>21}")
-    for name in workloads:
-        seconds = statistics.median(rates[name])
-        fraction = statistics.median(fractions[name])
-        print(f"{name:<20} {flops[name] / args.batch / 1e9:9.2f} {args.batch / seconds:8.2f} "
-              f"{flops[name] / seconds / 1e9:8.1f} {fraction:8.0%} {fraction / OFFICIAL_REFERENCE_FRACTION:20.2f}x")
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    harness.add_common_arguments(p, rounds=5)
+    p.add_argument("--repeats", type=int, default=3, help="timed calls per measurement, fastest kept (default 3)")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--resolution", type=int, default=64)
+    p.add_argument("--cbase", type=int, default=16384, help="channel_base")
+    p.add_argument("--cmax", type=int, default=512, help="channel_max")
+    return p
 
 
 if __name__ == "__main__":
-    main()
+    harness.main(parser(), NetworkWorkloads, config_of, report)

@@ -1,0 +1,105 @@
+"""The StyleGAN2-ADA benchmarks' harness: in-run baselines, and the --official comparison.
+
+We have no copy of the official release, so a fake one stands in: a folder laid out like the clone
+(top-level ``dnnlib``, ``torch_utils``, ``training``) whose ``training.networks``/``loss``/``augment``
+re-export our classes. The harness must import it from that folder in a worker of its own, run the
+same workload there and report a ratio near 1. Sizes are tiny and one thread per worker keeps the
+timings steady enough on a busy machine.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, Optional
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+TINY = ["--rounds", "1", "--repeats", "1", "--threads", "1", "--batch", "2", "--resolution", "8",
+        "--cbase", "128", "--cmax", "16"]
+NETWORK_WORKLOADS = ("G forward", "G forward+backward", "D forward+backward")
+OURS = {"networks": "from stylegan2_ada.training.networks import Discriminator, Generator\n",
+        "loss": "from stylegan2_ada.training.loss import StyleGAN2Loss\n",
+        "augment": "from stylegan2_ada.training.augment import AugmentPipe\n"}
+
+
+def fake_release(root: Path, modules: Optional[Dict[str, str]] = None) -> Path:
+    """A folder shaped like the official clone; ``modules`` gives the text of training/<name>.py."""
+    for package in ("dnnlib", "torch_utils", "training"):
+        (root / package).mkdir(parents=True)
+        (root / package / "__init__.py").write_text("")
+    for name, text in (modules or OURS).items():
+        (root / "training" / f"{name}.py").write_text(text)
+    return root
+
+
+def bench(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True,
+                          timeout=900)
+
+
+def summary(result: subprocess.CompletedProcess) -> dict:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def assert_near_one(ratio: float, ours: float, official: float) -> None:
+    """The ratio is ours over official (4 significant digits), and identical code gives about 1."""
+    assert ratio == pytest.approx(ours / official, rel=2e-3)
+    assert 0.25 < ratio < 4
+
+
+def test_networks_bench_measures_the_official_release_from_its_own_folder(tmp_path):
+    release = fake_release(tmp_path / "stylegan2-ada-pytorch")
+    result = bench("bench_networks.py", *TINY, "--official", str(release))
+    report = summary(result)
+    assert f"official: {release / 'training'}" in result.stdout
+    assert report["official_skipped"] is None
+    for name in NETWORK_WORKLOADS:
+        ours, official = report["ours"][name], report["official"][name]
+        assert official["gflop_per_img"] == ours["gflop_per_img"] > 0  # the same networks do the same arithmetic
+        assert 0 < ours["of_conv_peak"] and 0 < official["of_conv_peak"]
+        assert_near_one(report["ours_over_official"][name], ours["img_per_s"], official["img_per_s"])
+
+
+def test_train_bench_runs_every_phase_for_both_implementations(tmp_path):
+    release = fake_release(tmp_path / "clone")
+    report = summary(bench("bench_train.py", *TINY, "--official", str(release)))
+    for label in ("ours", "official"):
+        row = report[label]
+        assert set(row["phase_seconds_per_cycle"]) == {"Gmain", "Greg", "Dmain", "Dreg"}
+        assert all(seconds > 0 for seconds in row["phase_seconds_per_cycle"].values())
+        assert row["gflop_per_img"] > 0 and row["of_conv_peak"] > 0 and row["peak_rss_mib"] > 0
+    assert_near_one(report["ours_over_official"], report["ours"]["img_per_s"], report["official"]["img_per_s"])
+
+
+def test_without_official_the_comparison_is_skipped_not_faked():
+    result = bench("bench_networks.py", *TINY)
+    report = summary(result)
+    assert "comparison skipped" in result.stdout
+    assert report["official"] is None and report["ours_over_official"] is None
+    assert report["official_skipped"] == "no --official PATH given"
+    assert report["ours"]["G forward"]["img_per_s"] > 0
+
+
+@pytest.mark.parametrize("layout", ["missing", "no_networks"])
+def test_a_folder_that_is_not_the_release_is_a_one_line_error(tmp_path, layout):
+    folder = tmp_path / "not-a-clone"
+    if layout == "no_networks":
+        fake_release(folder, modules={"loss": OURS["loss"]})
+    result = bench("bench_train.py", "--official", str(folder))
+    assert result.returncode != 0
+    assert result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    assert f"--official {folder}" in line
+    assert ("no such folder" if layout == "missing" else "no training/networks.py") in line
+
+
+def test_a_release_that_does_not_import_is_a_one_line_error(tmp_path):
+    release = fake_release(tmp_path / "clone", modules=dict(OURS, networks="raise ImportError('needs a CUDA build')\n"))
+    result = bench("bench_networks.py", *TINY, "--official", str(release))
+    assert result.returncode != 0
+    assert result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    assert "importing training.networks failed: ImportError: needs a CUDA build" in line
