@@ -16,6 +16,7 @@ from manganime_ext.cli.frames import frames
 from manganime_ext.cli.intro_outro import intro, outro
 from manganime_ext.cli.manga import manga
 from manganime_ext.cli.synth import synth, truth
+from manganime_ext.cli.tag import tag
 
 
 @click.group()
@@ -24,7 +25,7 @@ def cli() -> None:
 
 
 for command in (synth, truth, frames, manga, intro, outro, cuts_cmd, align_cmd, export_unconditional, export_conditional,
-                check):
+                check, tag):
     cli.add_command(command)
 
 if __name__ == "__main__":
