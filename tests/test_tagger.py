@@ -158,7 +158,7 @@ def test_refusals_are_visible_and_change_nothing(served):
                           (dict(page=first + 2, frame=-1), "outside the episode's frames"),
                           (dict(page=first + 2, frame=0), "excluded"),
                           (dict(page=999, frame=70), "not one of this episode's pages"),
-                          (dict(page="x", frame=70), "which page")]:
+                          (dict(page="x", frame=70), "expected the page as a whole number")]:
         status, body = client.act("tag", **fields)
         assert status == 422 and words in body["error"] and body["state"]["boundaries"][1] == 50, (fields, body)
     assert config.parent.joinpath("tags", "ep000.json").read_bytes() == before

@@ -27,6 +27,7 @@ import json
 import os
 import re
 import secrets
+import sys
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Optional, Tuple
@@ -68,6 +69,11 @@ class TaggerServer(ThreadingHTTPServer):
         super().__init__((host, port), Handler)
         self.loopback = _is_loopback(host)
 
+    def handle_error(self, request, client_address) -> None:
+        """A browser that drops a prefetch it no longer needs is routine; anything else is reported."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
     @property
     def port(self) -> int:
         return self.server_address[1]
@@ -97,6 +103,7 @@ class Handler(BaseHTTPRequestHandler):
     """One request: route it, check the token, answer with JSON, an image or the page."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # keep-alive + headers and body in two writes: Nagle would hold each reply ~40 ms
     server: TaggerServer
 
     def log_message(self, format, *args) -> None:  # one line per image would drown the terminal

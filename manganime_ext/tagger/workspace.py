@@ -16,6 +16,7 @@ always holds one consistent, valid page function.
 
 import dataclasses
 import os
+import re
 import threading
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -78,7 +79,7 @@ class Workspace:
         self.episodes: List[EpisodeState] = []
         for ep in series.episodes:
             store, pf = open_episode(series, ep)
-            path = ep.page_function or os.path.join(self.tags_dir, f"{ep.name}.json")
+            path = ep.page_function or os.path.join(self.tags_dir, tags_file(ep.name, ep.index))
             if ep.page_function is None and os.path.exists(path):  # never overwrite tags the config forgot
                 raise TaggerError(f"{path} exists but {series.path} names no page_function for episode {ep.name}: "
                                   f"add \"page_function\" to it, or move the file away")
@@ -172,7 +173,7 @@ class Workspace:
                 raise EditRefused(f"{ep.name} has no proposal (start the tagger with --proposals)")
             return edits.accept_all(ep.pf, ep.proposal)
         if not isinstance(page, int) or isinstance(page, bool):
-            raise EditRefused(f"{action}: which page? (got {page!r})")
+            raise EditRefused(f"{action}: expected the page as a whole number, got {page!r}")
         if action == "tag":
             return edits.tag(ep.pf, page, frame)
         if action == "untag":
@@ -222,6 +223,13 @@ class Workspace:
         entry["page_function"] = os.path.relpath(ep.path, os.path.dirname(self.series.path))
         write_json(self.series.path, config)
         self.series.episodes[ep.index] = dataclasses.replace(self.series.episodes[ep.index], page_function=ep.path)
+
+
+def tags_file(name: str, index: int) -> str:
+    """The file name for an episode's new tags: its name where that is a plain file name, else a safe
+    version of it plus the episode's index (a name with '/' or '..' must not reach outside tags/)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
+    return f"{name}.json" if safe == name else f"{safe or 'episode'}-{index}.json"
 
 
 def shot_ends(cuts: Sequence[int], num_frames: int, exclusions: Sequence[Sequence[int]] = ()) -> np.ndarray:

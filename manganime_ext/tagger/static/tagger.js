@@ -125,6 +125,10 @@ const NAV = {
 // Writes: queued, so quick key presses reach the server in order, each based on the latest revision.
 function send(action, extra = {}, follow = null) {
   const page = currentPage();
+  if (page === null && !["accept_all", "undo", "redo"].includes(action)) {
+    say(`Refused: frame ${S.frame} has no page (excluded, or after the last page); choose one with ] or [`, "error");
+    return;
+  }
   S.queue = S.queue.then(async () => {
     document.body.dataset.busy = "1";
     try {
@@ -225,22 +229,26 @@ function say(text, kind) {
   m.className = kind;
 }
 
-function showFrame() {
+// The current frame first: the filmstrip and the prefetches (``then``) ask for their images only once it is
+// decoded, so on a jump to an uncached frame its request does not queue behind sixteen others.
+function showFrame(then) {
   const img = $("frame");
-  const ticket = ++S.shown, t0 = S.t0;
-  const url = imageUrl("frames", S.ep.index, S.frame);
-  if (img.dataset.url === url) return;
+  const ticket = ++S.shown, t0 = S.t0, frame = S.frame;
+  const url = imageUrl("frames", S.ep.index, frame);
+  if (img.dataset.url === url) { then(); return; }
   img.dataset.url = url;
   const next = new Image();
+  next.fetchPriority = "high";
   next.src = url;
   next.decode().then(() => {
     if (ticket !== S.shown) return;
     img.src = url;
+    then();
     requestAnimationFrame(() => {
       if (t0) window.taggerTimings.push(performance.now() - t0);
-      document.body.dataset.shown = String(S.frame);
+      document.body.dataset.shown = String(frame);
     });
-  }).catch(() => {});
+  }).catch(() => then());
 }
 
 function prefetch() {
@@ -255,7 +263,7 @@ function prefetch() {
 function render() {
   const ep = S.ep, f = S.frame;
   const p = currentPage();
-  showFrame();
+  showFrame(() => { drawFilmstrip(); prefetch(); });
   const i = pageIndexOf(f);
   const shot = S.ep.cuts.filter((c) => c <= f).length + 1;
   let where = excluded(f) ? "excluded: no page" : (i < 0 ? "after the last page" :
@@ -274,9 +282,7 @@ function render() {
     $("page-caption").textContent = `page ${p} of ${ep.first_page}–${last}${S.page !== null ? " (chosen)" : ""} · ${end}`;
   }
   $("frame-box").value = String(f);
-  drawFilmstrip();
   drawTimeline();
-  prefetch();
   const url = new URL(location.href);
   url.searchParams.set("episode", String(ep.index));
   url.searchParams.set("frame", String(f));
