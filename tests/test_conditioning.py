@@ -26,7 +26,7 @@ from stylegan2_ada.training.networks import Discriminator, Generator
 
 TINY_G = dict(c_dim=0, w_dim=32, img_channels=3, mapping_kwargs=dict(num_layers=1),
               synthesis_kwargs=dict(channel_base=256, channel_max=16))
-FAST = ["--batch=4", "--workers=0", "--tick=0.008", "--snap=1", "--val-pairs=12", "--rollout-steps=3"]
+FAST = ["--batch=4", "--workers=0", "--tick=0.008", "--snap=100", "--val-pairs=12", "--rollout-steps=3"]
 
 
 def invoke(cli, *args):
@@ -250,3 +250,35 @@ def test_rollout_refuses_a_page_outside_the_volume(work, trained, tmp_path):
                        f"--manga={work['series'] / 'manga'}", f"--out={tmp_path / 'r'}")
     assert code != 0 and "page 10" in out and "Traceback" not in out, out
     assert not (tmp_path / "r").exists()
+
+
+def test_perceptual_and_adversarial_terms_train(work, tmp_path, monkeypatch):
+    from test_metrics import TinyDetector
+
+    detectors = tmp_path / "detectors"
+    detectors.mkdir()
+    torch.jit.save(torch.jit.script(TinyDetector()), str(detectors / "vgg16.pt"))
+    outdir = tmp_path / "runs"
+    code, out = invoke(train_cond.cli, f"--data={work['paired']}", f"--network={work['uncond']}", f"--outdir={outdir}",
+                       "--steps=2", "--lpips=0.5", "--adv=0.1", f"--detector-dir={detectors}", *FAST)
+    assert code == 0, out
+    run = only_run(outdir)
+    stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert {"Loss/lpips", "Loss/G/adv", "Loss/D/loss", "Loss/D/reg"} <= set(stats[0]) | set(stats[-1])
+    final = legacy.load_network_pkl(sorted(run.glob("network-snapshot-*.pkl"))[-1], require=("G", "D"))
+    assert final["D_opt"]["state"]  # D was trained (its optimiser moments are stored by name)
+    # Without the weights (an empty folder, downloads refused) the run stops before it starts.
+    from stylegan2_ada.dnnlib import util
+    from stylegan2_ada.metrics import detectors as detector_files
+
+    def offline(url, **kwargs):
+        raise util.DownloadError(f"Could not download {url}: network is unreachable")
+
+    monkeypatch.setattr(detector_files, "open_url", offline)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, out = invoke(train_cond.cli, f"--data={work['paired']}", f"--network={work['uncond']}",
+                       f"--outdir={tmp_path / 'runs2'}", "--steps=1", "--lpips=1", f"--detector-dir={empty}", *FAST)
+    assert code != 0 and "vgg16.pt" in out and "Traceback" not in out, out
+    assert not (tmp_path / "runs2").exists() or not any((tmp_path / "runs2").iterdir())
+

@@ -6,11 +6,14 @@ moved by a little: the camera pans, a character walks or swings a limb. The pape
 give each part of the problem to the part that can solve it:
 
 * a small U-Net reads F_n, the motion F_n - F_{n-1} (``context_frames=2``; the velocity is what a single
-  frame cannot tell) and the manga page window (a global code, via FiLM at the bottleneck);
-* it predicts a per-pixel **flow** and warps F_n with it (bilinear, sub-pixel);
+  frame cannot tell) and the manga page window (a global code, via FiLM at the bottleneck); it works
+  at half resolution (``encoder_scale=2``: a strided stem first), which halves the predictor's cost;
+* it predicts a per-pixel **flow** (upsampled to full size: motion fields are smooth) and warps F_n
+  with it (bilinear, sub-pixel), so full-resolution detail comes from F_n itself;
 * it also drives the **pretrained synthesis network** — W+ = w_avg + a learned offset, and its own
-  features injected into every synthesis block as spatial feature transforms (SFT, as GFP-GAN does
-  with a StyleGAN2 decoder: x <- x * (1 + gamma) + beta after each block's convolutions) — so the
+  features injected into every synthesis block up to the encoder's resolution as spatial feature
+  transforms (SFT, as GFP-GAN does with a StyleGAN2 decoder: x <- x * (1 + gamma) + beta after each
+  block's convolutions) — so the
   generator's prior paints disoccluded background and new poses, at the frame's layout;
 * a per-pixel **mask** blends the two: F_{n+1} = m * warp(F_n) + (1 - m) * synthesis.
 
@@ -83,23 +86,28 @@ class WarpStylePredictor(NextFramePredictor):
         channels_max: int = 128,  # cap on the U-Net's feature maps
         page_features: int = 64,  # length of the global page code
         max_flow: float = 8.0,  # largest displacement the flow can express, in pixels
+        encoder_scale: int = 2,  # the U-Net works at resolution / this (1 or 2); flow and mask are upsampled
     ):
         super().__init__()
-        if context_frames not in (1, 2) or page_window not in (1, 3):
-            raise PredictorError("warpstyle takes context_frames 1 or 2 and page_window 1 or 3")
+        if context_frames not in (1, 2) or page_window not in (1, 3) or encoder_scale not in (1, 2):
+            raise PredictorError("warpstyle takes context_frames 1 or 2, page_window 1 or 3, encoder_scale 1 or 2")
         self.context_frames = context_frames
         self.page_window = page_window
         self.max_flow = max_flow
+        self.encoder_scale = encoder_scale
         synthesis_kwargs = dict(generator_kwargs.get("synthesis_kwargs") or {})
         self.synthesis = SynthesisNetwork(w_dim=generator_kwargs["w_dim"], img_resolution=generator_kwargs["img_resolution"],
                                           img_channels=generator_kwargs["img_channels"], **synthesis_kwargs)
         self.img_resolution = self.synthesis.img_resolution
         self.register_buffer("w_avg", torch.zeros(self.synthesis.w_dim))
 
-        levels = list(self.synthesis.block_resolutions[::-1])  # full resolution first, 4x4 last
+        top = self.img_resolution // encoder_scale
+        levels = [res for res in self.synthesis.block_resolutions[::-1] if res <= top]  # finest first, 4x4 last
         self.levels = levels
         width = _widths(levels, channels, channels_max)
         in_channels = 3 * context_frames
+        self.stem = None if encoder_scale == 1 else torch.nn.Conv2d(in_channels, width[top], 4, stride=2, padding=1)
+        in_channels = in_channels if encoder_scale == 1 else width[top]
         self.down = torch.nn.ModuleList()
         for res in levels:
             self.down.append(_DoubleConv(in_channels, width[res]))
@@ -118,7 +126,7 @@ class WarpStylePredictor(NextFramePredictor):
         torch.nn.init.zeros_(self.to_ws.weight)
         torch.nn.init.zeros_(self.to_ws.bias)
         self.sft = torch.nn.ModuleDict()
-        for res in self.synthesis.block_resolutions:
+        for res in levels:  # blocks finer than the encoder run without injection
             block_channels = getattr(self.synthesis, f"b{res}").conv1.out_channels
             self.sft[str(res)] = torch.nn.Sequential(_conv(width[res], width[res]), torch.nn.LeakyReLU(0.2),
                                                      _zero_conv(width[res], 2 * block_channels))
@@ -131,6 +139,8 @@ class WarpStylePredictor(NextFramePredictor):
         current = frames[:, -1]
         motion = [current - frames[:, -2]] if self.context_frames == 2 else []
         x = torch.cat([current] + motion, dim=1)
+        if self.stem is not None:
+            x = F.leaky_relu(self.stem(x), 0.2)
         skips: List[torch.Tensor] = []
         for i, block in enumerate(self.down):
             x = block(x if i == 0 else F.avg_pool2d(x, 2))
@@ -159,7 +169,8 @@ class WarpStylePredictor(NextFramePredictor):
             block = getattr(synthesis, f"b{res}")
             block_ws = ws[:, first:first + block.num_conv + block.num_torgb].unbind(dim=1)
             first += block.num_conv
-            x, img = _block_with_sft(block, x, img, block_ws, self.sft[str(res)](features[res]))
+            sft = self.sft[str(res)](features[res]) if str(res) in self.sft else None
+            x, img = _block_with_sft(block, x, img, block_ws, sft)
         return img
 
     # Forward -------------------------------------------------------------------------------------
@@ -167,6 +178,9 @@ class WarpStylePredictor(NextFramePredictor):
     def predict(self, frames: torch.Tensor, pages: torch.Tensor) -> torch.Tensor:
         features = self._encode(frames, pages)
         heads = self.heads(features[self.levels[0]])
+        if self.encoder_scale != 1:
+            heads = F.interpolate(heads, scale_factor=float(self.encoder_scale), mode="bilinear", align_corners=False)
+            heads = torch.cat([heads[:, :2] * self.encoder_scale, heads[:, 2:]], dim=1)  # flow in full-size pixels
         flow = self.max_flow * torch.tanh(heads[:, :2] / self.max_flow)
         mask = torch.sigmoid(heads[:, 2:3] + MASK_INIT_LOGIT)
         warped = warp(frames[:, -1], flow)
@@ -184,12 +198,12 @@ class WarpStylePredictor(NextFramePredictor):
 
 
 def _block_with_sft(block: torch.nn.Module, x: Optional[torch.Tensor], img: Optional[torch.Tensor],
-                    ws: Sequence[torch.Tensor], sft: torch.Tensor):
+                    ws: Sequence[torch.Tensor], sft: Optional[torch.Tensor]):
     """One SynthesisBlock in float32 with the injection between its convolutions and its ToRGB.
 
     The block's own layers do the work (same weights, same maths as ``SynthesisBlock.forward``);
-    only the modulation ``x * (1 + gamma) + beta`` is new, placed before ToRGB so that even the
-    last block's image sees the encoder's features.
+    only the modulation ``x * (1 + gamma) + beta`` is new, placed before ToRGB so that each block's
+    image contribution sees the encoder's features (``sft`` None: the block runs as trained).
     """
     opts = dict(noise_mode="const", fused_modconv=False)
     if x is None:
@@ -199,8 +213,9 @@ def _block_with_sft(block: torch.nn.Module, x: Optional[torch.Tensor], img: Opti
         x = block.skip(x, gain=math.sqrt(0.5)) + h
     else:
         x = block.conv1(block.conv0(x, ws[0], **opts), ws[1], **opts)
-    gamma, beta = sft.chunk(2, dim=1)
-    x = x * (1 + gamma) + beta
+    if sft is not None:
+        gamma, beta = sft.chunk(2, dim=1)
+        x = x * (1 + gamma) + beta
     if img is not None:
         img = upfirdn2d.upsample2d(img, block.resample_filter)
     if block.num_torgb:
