@@ -64,10 +64,6 @@ def _read_json(path: str, flag: str):
         raise UserError(f"{flag} {e}") from None
 
 
-def _start_frame(store: FrameStore) -> int:
-    return int(round((store.header.get("start") or 0) * (store.header.get("fps") or 0)))
-
-
 def _synthetic_truth(path: str) -> Dict[str, dict]:
     """The synthetic series' ground truth, per episode by file stem (source-frame indices)."""
     truth = _read_json(path, "--truth")
@@ -82,8 +78,8 @@ def _cut_truth(path: str, stores: Dict[str, FrameStore]) -> Dict[str, List[int]]
     data = _read_json(path, "--truth")
     if isinstance(data, dict) and "episodes" in data:
         eps = _synthetic_truth(path)
-        return {n: cuts_lib.truth_in_store_frames(eps[n].get("cuts", []), int(s.header.get("stride") or 1),
-                                                  _start_frame(s)) for n, s in stores.items() if n in eps}
+        return {n: cuts_lib.truth_in_store_frames(eps[n].get("cuts", []), s.stride, s.source_start)
+                for n, s in stores.items() if n in eps}
     if isinstance(data, dict) and all(isinstance(v, list) and all(isinstance(c, int) for c in v)
                                       for v in data.values()):
         return {n: sorted(v) for n, v in data.items() if n in stores}
@@ -192,7 +188,7 @@ def align_cmd(stores, manga, out, page_opts, exclude, truth, step, tolerance, fo
     eps = _synthetic_truth(truth) if truth else {}
     plans = {}
     for n, s in found.items():
-        stride, start = int(s.header.get("stride") or 1), _start_frame(s)
+        stride, start = s.stride, s.source_start
         true_bounds = None
         if n in eps and n not in ranges:
             ranges[n] = tuple(eps[n]["page_range"])

@@ -82,3 +82,13 @@ class FrameStore:
 
     def __getitem__(self, index):
         return self.frames[index]
+
+    @property
+    def stride(self) -> int:
+        """Stored frame k is source frame ``source_start + k * stride``."""
+        return int(self.header.get("stride") or 1)
+
+    @property
+    def source_start(self) -> int:
+        """The source frame of stored frame 0 (non-zero when ``frames --start`` trimmed the video)."""
+        return int(round((self.header.get("start") or 0) * (self.header.get("fps") or 0)))
