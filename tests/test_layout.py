@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "manganime_ext"
 # The data-flow order, level by level (house style); rooms of one level are siblings and do not import
 # each other. A new capability is a new room: add it here, in its place. Planned rooms may be absent.
-LEVELS = (("io",), ("synthetic",), ("analysis",), ("data",), ("conditioning", "projection", "tagger"), ("cli",))
+LEVELS = (("io",), ("synthetic",), ("analysis",), ("data",), ("conditioning", "projection", "tagger"), ("demo",),
+          ("cli",))
 ROOMS = tuple(room for level in LEVELS for room in level)
 
 

@@ -68,8 +68,12 @@ def _fresh_dir(beside: str, kind: str = "tmp") -> str:
 
 @contextlib.contextmanager
 def atomic_file(path: str) -> Iterator[BinaryIO]:
-    """A binary file that appears at ``path`` only when the ``with`` block succeeds (temp file, fsync, rename)."""
+    """A binary file that appears at ``path`` only when the ``with`` block succeeds (temp file, fsync, rename).
+
+    Missing parent folders are created, and removed again if the block fails.
+    """
     path = os.path.abspath(path)
+    created = _make_parents(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
         tmp = _temp_name(path, "tmp")
@@ -87,7 +91,21 @@ def atomic_file(path: str) -> Iterator[BinaryIO]:
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
+        for folder in created:
+            if not os.listdir(folder):
+                os.rmdir(folder)
         raise
+
+
+def _make_parents(path: str) -> List[str]:
+    """Create the missing folders above ``path``; return them, deepest first (for removal on failure)."""
+    missing, folder = [], os.path.dirname(path)
+    while folder and not os.path.isdir(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    for folder in reversed(missing):
+        os.mkdir(folder)  # mode 0o777 less the umask, like any new folder
+    return missing
 
 
 @contextlib.contextmanager
