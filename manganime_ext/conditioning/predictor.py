@@ -15,6 +15,7 @@ parameters come in two groups, ``encoder`` and ``synthesis``, which ``--train`` 
 predictor is a new registered class; the training loop, evaluation and rollout never change.
 """
 
+import inspect
 from typing import Callable, Dict, List, Type
 
 import torch
@@ -79,7 +80,19 @@ class NextFramePredictor(torch.nn.Module):
 
 
 def build_predictor(cond: str, generator_kwargs: dict, **predictor_kwargs) -> NextFramePredictor:
-    """The registered predictor ``cond`` for a generator with these constructor arguments."""
+    """The registered predictor ``cond`` for a generator with these constructor arguments.
+
+    Every constructor argument is passed explicitly, defaults included, so a snapshot records the
+    whole design and still rebuilds the same network after a default changes.
+    """
     if cond not in PREDICTORS:
         raise PredictorError(f"--cond {cond}: not one of {', '.join(sorted(PREDICTORS))}")
-    return PREDICTORS[cond](generator_kwargs=dict(generator_kwargs), **predictor_kwargs)
+    cls = PREDICTORS[cond]
+    try:
+        bound = inspect.signature(cls.__init__).bind(None, generator_kwargs=dict(generator_kwargs), **predictor_kwargs)
+    except TypeError as err:
+        raise PredictorError(f"--cond {cond}: {err}") from None
+    bound.apply_defaults()
+    arguments = dict(bound.arguments)
+    arguments.pop("self")
+    return cls(**arguments)
