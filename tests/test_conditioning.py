@@ -15,7 +15,7 @@ import dataset_tool_anime
 import train_cond
 from manganime_ext.analysis.image_quality import mse_255, psnr, ssim
 from manganime_ext.conditioning import evaluation
-from manganime_ext.conditioning.data import NextFrameDataset, to_255, to_model
+from manganime_ext.conditioning.data import NextFrameDataset, to_model
 from manganime_ext.conditioning.paper import paper_latent
 from manganime_ext.conditioning.predictor import PredictorError, build_predictor
 from manganime_ext.conditioning.task import load_predictor

@@ -18,9 +18,11 @@ from manganime_ext.conditioning.data import NextFrameDataset
 from manganime_ext.conditioning.predictor import PARAMETER_GROUPS, PREDICTORS, build_predictor
 from manganime_ext.conditioning.task import load_generator_snapshot, load_predictor  # registers the predictors
 from manganime_ext.data.paired_dataset import PairedDatasetError
+from manganime_ext.io.json_files import write_json
 from manganime_ext.io.outputs import atomic_output_dir
 from stylegan2_ada import train as main_trainer
 from stylegan2_ada.torch_utils import distributed
+from stylegan2_ada.torch_utils.precision import PRECISIONS
 
 TASK_CLASS = "manganime_ext.conditioning.task.NextFrameTask"
 DATASET_CLASS = "manganime_ext.conditioning.data.NextFrameDataset"
@@ -99,6 +101,7 @@ def build_options(flags: Dict[str, Any]) -> Dict[str, Any]:
         total_kimg=total_kimg, batch_size=flags["batch"], batch_gpu=batch_gpu, ema_kimg=flags["ema"], ema_rampup=None,
         kimg_per_tick=flags["tick"], image_snapshot_ticks=flags["snap"], network_snapshot_ticks=flags["snap"],
         random_seed=flags["seed"], resume_pkl=flags["resume"], metrics=[], cudnn_benchmark=True, allow_tf32=False,
+        precision=flags["precision"],
         pairs=dict(train=len(train_set), val=len(val_set)))
 
 
@@ -148,6 +151,8 @@ def cli() -> None:
 @click.option("--compare", multiple=True, metavar="NAME=PKL", help="Also evaluate this trained predictor at snapshots")
 @click.option("--resume", metavar="PKL", help="Continue a train_cond.py run from its snapshot")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+              help="Type of the generator's reduced-precision layers (see stylegan2_ada.train --precision)")
 @click.option("--workers", type=click.IntRange(min=0), default=3, show_default=True, help="DataLoader worker processes")
 @click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True, help="Processes on this node")
 @click.option("--detector-dir", metavar="DIR", help="Folder holding vgg16.pt (for --lpips)")
@@ -191,8 +196,7 @@ def eval_cmd(data: str, networks: Sequence[str], out: str, max_pairs: Optional[i
     models = {name: _checked(lambda p=path: load_predictor(p, device)) for name, path in named.items()}
     report = evaluation.evaluate(models, dataset, device, rollout_steps=rollout_steps)
     with atomic_output_dir(out, force) as tmp:
-        with open(os.path.join(tmp, "evaluation.json"), "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=2)
+        write_json(os.path.join(tmp, "evaluation.json"), report)
         figures.plot_evaluation(report, os.path.join(tmp, "evaluation.png"), title=os.path.basename(data))
     for name, row in report["one_step"].items():
         click.echo(f"{name:<24} PSNR {row['psnr']:6.2f} dB   SSIM {row['ssim']:.4f}   MSE {row['mse']:8.2f}")

@@ -14,6 +14,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
+from manganime_ext.io.json_files import write_json
 from stylegan2_ada import dnnlib, legacy
 from stylegan2_ada.training.task import TrainingError, TrainingTask
 
@@ -165,8 +166,7 @@ class NextFrameTask(TrainingTask):
         kimg = session.cur_nimg // 1000
         report.update(snapshot_pkl=os.path.basename(snapshot_path), kimg=session.cur_nimg / 1000)
         stem = os.path.join(run_dir, f"eval{kimg:06d}")
-        with dnnlib.util.atomic_write(stem + ".json") as f:
-            f.write(json.dumps(report, indent=2).encode("utf-8"))
+        write_json(stem + ".json", report)
         figures.plot_evaluation(report, stem + ".png", title=f"{self.cond} at {session.cur_nimg / 1000:g} kimg")
         summary = dict(kimg=session.cur_nimg / 1000, snapshot_pkl=report["snapshot_pkl"], one_step=report["one_step"])
         with open(os.path.join(run_dir, "metric-nextframe.jsonl"), "a", encoding="utf-8") as f:

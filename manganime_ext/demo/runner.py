@@ -6,14 +6,13 @@ stages and every stage after them (their inputs changed). Each
 command's output goes to the terminal (the tools' own progress bars) and to ``logs/<stage>.log``.
 """
 
-import json
 import os
 import subprocess
 import sys
 import time
 from typing import Dict, Iterable, List, Optional
 
-from stylegan2_ada.dnnlib.util import atomic_write
+from manganime_ext.io.json_files import write_json
 
 from .settings import DemoSettings
 from .stages import STAGES, Layout, Stage
@@ -63,8 +62,7 @@ def run_stage(layout: Layout, stage: Stage, settings: DemoSettings, env: Dict[st
     os.makedirs(layout("stages"), exist_ok=True)
     record = dict(name=stage.name, seconds=round(seconds, 1), finished=time.strftime("%Y-%m-%d %H:%M:%S"),
                   commands=[_shown(c, layout) for c in commands])
-    with atomic_write(record_path(layout, stage)) as f:
-        f.write(json.dumps(record, indent=1).encode("utf-8"))
+    write_json(record_path(layout, stage), record)
     return seconds
 
 

@@ -13,6 +13,8 @@ import shutil
 import sys
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
+from manganime_ext.io.json_files import write_json
+
 from .settings import DemoSettings
 
 Command = List[str]
@@ -102,8 +104,7 @@ def _train_only_config(p: Layout, s: DemoSettings) -> None:
     """The unconditional network never sees the held-out episode either."""
     config = _read(p("truth/series.json"))
     config["episodes"] = [ep for ep in config["episodes"] if ep["name"] != p.val_episode]
-    with open(p("truth/train_series.json"), "w", encoding="utf-8") as f:
-        json.dump(config, f, indent=1)
+    write_json(p("truth/train_series.json"), config)
 
 
 def _unconditional_export(p: Layout, s: DemoSettings) -> List[Command]:
