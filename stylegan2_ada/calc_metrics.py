@@ -21,6 +21,7 @@ from . import legacy
 from .dnnlib.util import EasyDict, open_url
 from .metrics import MetricError, metric_main
 from .metrics.metric_utils import MetricOptions, check_network_and_data
+from .torch_utils.precision import PRECISIONS, PrecisionError, resolve
 
 DATASET_CLASS = "stylegan2_ada.training.dataset.ImageFolderDataset"
 # Dataset classes a snapshot's training_set_kwargs may name (official pickles say 'training.dataset...').
@@ -59,15 +60,18 @@ def dataset_kwargs_for(data: Optional[str], mirror: Optional[bool], training_set
 
 
 def run_metrics(network_pkl: str, metrics: List[str], dataset_kwargs: Dict[str, Any], detector_dir: Optional[str],
-                verbose: bool, num_gpus: int = 1, rank: int = 0, G: Optional[torch.nn.Module] = None) -> None:
-    """Compute each metric in this process (one rank of ``num_gpus``); rank 0 reports it next to the snapshot."""
+                verbose: bool, num_gpus: int = 1, rank: int = 0, G: Optional[torch.nn.Module] = None,
+                precision: Optional[str] = None) -> None:
+    """Compute each metric in this process (one rank of ``num_gpus``); rank 0 reports it next to the snapshot.
+    ``precision`` (fp32, bf16 or fp16) is the type of G's reduced-precision layers; None = the device default."""
     device = torch.device("cuda", rank) if torch.cuda.is_available() else torch.device("cpu")
     if G is None:
         G = load_snapshot(network_pkl)["G_ema"]
     run_dir = os.path.dirname(os.path.abspath(network_pkl)) if os.path.isfile(network_pkl) else None
     for metric in metrics:
         result = metric_main.calc_metric(metric, G=G, dataset_kwargs=dataset_kwargs, num_gpus=num_gpus, rank=rank,
-                                         device=device, progress=verbose, detector_dir=detector_dir)
+                                         device=device, progress=verbose, detector_dir=detector_dir,
+                                         precision=precision)
         if rank == 0:
             metric_main.report_metric(result, run_dir=run_dir, snapshot_pkl=network_pkl)
 
@@ -106,20 +110,27 @@ def _metric_list(ctx: click.Context, param: click.Parameter, value: str) -> List
 @click.option("--detector-dir", type=click.Path(exists=True, file_okay=False),
               help="Folder holding inception-2015-12-05.pt / vgg16.pt [default: $MANGANIME_METRIC_NETWORKS, "
                    "else the download cache]")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+              help="Type of G's reduced-precision layers: auto = fp16 on CUDA, bf16 on CPUs where it pays, else fp32")
 def main(network_pkl: str, metrics: List[str], data: Optional[str], mirror: Optional[bool], gpus: int,
-         verbose: bool, detector_dir: Optional[str]) -> None:
+         verbose: bool, detector_dir: Optional[str], precision: str) -> None:
     """Compute quality metrics (FID, KID, precision/recall, IS, PPL) of a trained network."""
     if gpus > 1 and torch.cuda.device_count() < gpus:
         raise click.UsageError(f"--gpus={gpus} needs {gpus} CUDA devices, found {torch.cuda.device_count()}")
+    try:
+        precision = resolve(precision, torch.device("cuda" if torch.cuda.is_available() else "cpu")).name
+    except PrecisionError as err:
+        raise click.BadParameter(str(err), param_hint="--precision") from None
     snapshot = load_snapshot(network_pkl)
     dataset_kwargs = dataset_kwargs_for(data, mirror, snapshot.get("training_set_kwargs"), snapshot["G_ema"].c_dim)
     try:
         check_network_and_data(MetricOptions(G=snapshot["G_ema"], dataset_kwargs=dataset_kwargs))
         if gpus == 1:
-            run_metrics(network_pkl, metrics, dataset_kwargs, detector_dir, verbose, G=snapshot["G_ema"])
+            run_metrics(network_pkl, metrics, dataset_kwargs, detector_dir, verbose, G=snapshot["G_ema"],
+                        precision=precision)
             return
         job = dict(network_pkl=network_pkl, metrics=metrics, dataset_kwargs=dataset_kwargs,
-                   detector_dir=detector_dir, verbose=verbose)
+                   detector_dir=detector_dir, verbose=verbose, precision=precision)
         with tempfile.TemporaryDirectory() as rendezvous:
             init_file = os.path.join(rendezvous, ".torch_distributed_init")
             torch.multiprocessing.spawn(_distributed_worker, args=(gpus, init_file, job), nprocs=gpus)

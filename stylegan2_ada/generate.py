@@ -19,6 +19,7 @@ import PIL.Image
 import torch
 
 from . import dnnlib, legacy
+from .torch_utils.precision import PRECISIONS, PrecisionError, reduced_precision, resolve
 
 
 def parse_seeds(text: str) -> List[int]:
@@ -93,7 +94,7 @@ def generate_seed_images(G: torch.nn.Module, seeds: List[int], label: torch.Tens
     """Synthesise one image per seed and hand each to ``save(pixels, 'seedNNNN.png')``."""
     for seed in seeds:
         z = torch.from_numpy(seed_to_z(seed, G.z_dim)).to(device=device, dtype=torch.float32)
-        img = G(z, label, truncation_psi=truncation_psi, noise_mode=noise_mode, force_fp32=device.type != "cuda")
+        img = G(z, label, truncation_psi=truncation_psi, noise_mode=noise_mode)
         save(images_to_uint8(img)[0], f"seed{seed:04d}.png")
 
 
@@ -102,7 +103,7 @@ def generate_projected_images(G: torch.nn.Module, ws: np.ndarray, noise_mode: st
                               save: Callable[[np.ndarray, str], None]) -> None:
     """Synthesise each projected ``w`` and hand it to ``save(pixels, 'projNN.png')``."""
     for idx, w in enumerate(torch.from_numpy(ws).to(device=device, dtype=torch.float32)):
-        img = G.synthesis(w.unsqueeze(0), noise_mode=noise_mode, force_fp32=device.type != "cuda")
+        img = G.synthesis(w.unsqueeze(0), noise_mode=noise_mode)
         save(images_to_uint8(img)[0], f"proj{idx:02d}.png")
 
 
@@ -148,14 +149,26 @@ def _seeds_option(ctx: click.Context, param: click.Parameter, value: Optional[st
               help="Noise mode")
 @click.option("--outdir", type=click.Path(file_okay=False), required=True, help="Where to save the images")
 @click.option("--projected-w", type=click.Path(exists=True, dir_okay=False), help="Projection result (.npz) to synthesise")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+              help="Type of the reduced-precision layers: auto = fp16 on CUDA, bf16 on CPUs where it pays, else fp32")
 def main(network_pkl: str, seeds: Optional[List[int]], truncation_psi: float, class_idx: Optional[int],
-         noise_mode: str, outdir: str, projected_w: Optional[str]) -> None:
+         noise_mode: str, outdir: str, projected_w: Optional[str], precision: str) -> None:
     """Generate images with a trained network (official pickle or manGANime snapshot)."""
     if seeds is None and projected_w is None:
         raise click.UsageError("--seeds is required unless --projected-w is given")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        choice = resolve(precision, device)
+    except PrecisionError as err:
+        raise click.BadParameter(str(err), param_hint="--precision") from None
     G = load_generator(network_pkl, device)
+    with reduced_precision(choice.name):
+        _generate(G, seeds, truncation_psi, class_idx, noise_mode, outdir, projected_w, device)
 
+
+def _generate(G: torch.nn.Module, seeds: Optional[List[int]], truncation_psi: float, class_idx: Optional[int],
+              noise_mode: str, outdir: str, projected_w: Optional[str], device: torch.device) -> None:
+    """The images ``main`` asked for, written atomically (inside the chosen precision's scope)."""
     if projected_w is not None:
         if seeds is not None:
             click.echo("warning: --seeds is ignored when --projected-w is given", err=True)

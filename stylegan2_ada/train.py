@@ -19,6 +19,7 @@ import torch
 
 from . import dnnlib
 from .torch_utils import distributed
+from .torch_utils.precision import PRECISIONS
 from .training import training_loop as loop
 from .training.dataset import DatasetError, ImageFolderDataset
 
@@ -158,6 +159,20 @@ def augmentation_options(aug: str, p: Optional[float], target: Optional[float], 
                 ada_interval=4, ada_kimg=500)
 
 
+def precision_option(precision: str, fp32: bool) -> str:
+    """``--precision`` as written to the options; the training loop resolves ``auto`` on its device.
+
+    ``--fp32`` (the official flag) builds networks without reduced-precision layers, so it implies
+    fp32 and contradicts an explicit bf16 or fp16.
+    """
+    if not fp32:
+        return precision
+    if precision in ("bf16", "fp16"):
+        raise click.BadParameter(f"{precision} needs the reduced-precision layers that --fp32 turns off "
+                                 "(drop one of the two)", param_hint="--precision")
+    return "fp32"
+
+
 def run_description(o: Dict[str, Any], cfg: str, gpus: int, flags: Dict[str, Any]) -> str:
     """Run folder suffix in the official spirit: dataset, then each choice that differs from the defaults."""
     parts = [o["dataset_name"]]
@@ -171,6 +186,7 @@ def run_description(o: Dict[str, Any], cfg: str, gpus: int, flags: Dict[str, Any
     parts += [flags["augpipe"]] if flags["augpipe"] != "bgc" and flags["aug"] != "noaug" else []
     parts += [f"resume{flags['resume']}" if flags["resume"] in RESUME_SHORTHANDS else "resumecustom"] if flags["resume"] != "noresume" else []
     parts += ["fp32"] if flags["fp32"] else []
+    parts += [flags["precision"]] if flags["precision"] in ("bf16", "fp16") else []
     return "-".join(re.sub(r"[^\w.]+", "_", part) for part in parts)
 
 
@@ -237,6 +253,8 @@ def _spawned(rank: int, options: Dict[str, Any], run_dir: str, gpus: int, init_m
               help="Resume from a network pickle (path, URL, or ffhq256/ffhq512/ffhq1024/celebahq256/lsundog256)")
 @click.option("--freezed", type=click.IntRange(min=0), default=0, show_default=True, help="Freeze-D: number of D layers to freeze")
 @click.option("--fp32", is_flag=True, help="Disable mixed precision")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+              help="Type of the reduced-precision layers: auto = fp16 on CUDA, bf16 on CPUs where it pays, else fp32")
 @click.option("--nhwc", is_flag=True, help="Use NHWC memory format with FP16")
 @click.option("--nobench", is_flag=True, help="Disable cuDNN benchmarking")
 @click.option("--allow-tf32", is_flag=True, help="Allow TF32 for matmul and convolutions")
@@ -277,6 +295,7 @@ def build_options(flags: Dict[str, Any]) -> Dict[str, Any]:
                                   flags["batch_gpu"], flags["glr"], flags["dlr"], resuming=resume is not None))
     o.update(augmentation_options(flags["aug"], flags["p"], flags["target"], flags["augpipe"]))
     o.update(metrics=metrics, random_seed=flags["seed"], resume_pkl=resume, kimg_per_tick=flags["tick"],
+             precision=precision_option(flags["precision"], flags["fp32"]),
              image_snapshot_ticks=flags["snap"], network_snapshot_ticks=flags["snap"],
              cudnn_benchmark=not flags["nobench"], allow_tf32=flags["allow_tf32"],
              data_loader_kwargs=dict(num_workers=flags["workers"], pin_memory=torch.cuda.is_available(),

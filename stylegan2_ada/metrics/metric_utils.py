@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from ..dnnlib.util import EasyDict, construct_class_by_name, make_cache_dir_path
+from ..torch_utils.precision import DTYPES, reduced_precision
 from . import MetricError
 from .detectors import detector_source_name, get_feature_detector
 from .feature_stats import FeatureStats
@@ -71,6 +72,7 @@ class MetricOptions:
         detector_dir: Optional[str] = None,  # Folder with the .pt feature networks; None = $MANGANIME_METRIC_NETWORKS.
         counts: Union[None, str, Dict[str, int]] = None,  # Sample-count overrides; None = $MANGANIME_METRIC_COUNTS.
         num_workers: Optional[int] = None,  # DataLoader worker processes for real images; None = min(3, CPUs).
+        precision: Optional[str] = None,  # G's reduced-precision layers: fp32, bf16 or fp16; None = as called.
     ):
         if not 0 <= rank < num_gpus:
             raise MetricError(f"rank {rank} is outside 0..{num_gpus - 1}")
@@ -89,6 +91,9 @@ class MetricOptions:
         self.detector_dir = detector_dir
         self.counts = parse_counts(os.environ.get(COUNTS_ENV) if counts is None else counts)
         self.num_workers = min(3, os.cpu_count() or 1) if num_workers is None else num_workers
+        if precision is not None and precision not in DTYPES:
+            raise MetricError(f"precision must be one of {', '.join(DTYPES)} (resolve 'auto' first), got '{precision}'")
+        self.precision = precision
 
     def count(self, name: str, default: Optional[int]) -> Optional[int]:
         """The published sample count ``default`` unless an override names ``name``."""
@@ -348,7 +353,7 @@ def compute_feature_stats_for_generator(opts: MetricOptions, detector_url: str, 
     detector = opts.detector(detector_url, required_args=tuple(detector_kwargs))
     count = rank_share(max_items, opts)
     stats = FeatureStats(capture_all=capture_all, capture_mean_cov=capture_mean_cov, max_items=count)
-    with torch.no_grad(), seeded_global_rng(opts, seed=opts.rank), \
+    with torch.no_grad(), seeded_global_rng(opts, seed=opts.rank), reduced_precision(opts.precision), \
             tqdm(total=count, desc="generated features", unit="img", disable=not opts.show_progress) as bar:
         for done in range(0, count, batch_size):
             n = min(batch_size, count - done)

@@ -13,8 +13,10 @@ Three ideas recur throughout:
   have for unit-variance input. That replaces StyleGAN1's AdaIN, which normalised every feature map
   by its measured mean and variance; the generator learned to smuggle magnitudes past it in sharp
   spikes, the "droplet" artefacts.
-* Mixed precision. Blocks flagged ``use_fp16`` compute in float16 on CUDA only. On the CPU they stay
-  in float32, since half-precision convolutions are slow there; the results do not change.
+* Mixed precision. Blocks flagged ``use_fp16`` (the ``num_fp16_res`` finest resolutions) compute in
+  the run's reduced-precision type (``torch_utils.precision``): float16 on CUDA, bfloat16 on a CPU
+  whose bf16 units pay, float32 otherwise and by default on the CPU. Everything else (the mapping
+  network, styles and demodulation coefficients, the 4x4 block, D's epilogue) stays in float32.
 """
 
 import math
@@ -22,7 +24,7 @@ from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import torch
 
-from ..torch_utils import misc, persistence
+from ..torch_utils import misc, persistence, precision
 from ..torch_utils.ops import bias_act, conv2d_resample, fma, upfirdn2d
 
 _BINOMIAL_1331 = [1, 3, 3, 1]  # taps of the separable low-pass used for every 2x resampling
@@ -99,20 +101,29 @@ def _lowest_fp16_resolution(resolution_log2: int, num_fp16_res: int) -> int:
 
 
 def _block_dtype(use_fp16: bool, force_fp32: bool, device: torch.device) -> torch.dtype:
-    """float16 for an fp16 block on CUDA unless the caller forces float32; float32 everywhere else."""
-    wants_half = use_fp16 and not force_fp32
-    return torch.float16 if wants_half and device.type == "cuda" else torch.float32
+    """The reduced-precision type for a block marked fp16, unless the caller forces float32.
+
+    Which type that is comes from the precision scope (``torch_utils.precision``): float16 or
+    bfloat16 when a run chose one, and outside any scope float16 on CUDA, float32 elsewhere.
+    """
+    if force_fp32 or not use_fp16:
+        return torch.float32
+    return precision.reduced_dtype(device)
 
 
-def _block_layout(channels_last: bool, force_fp32: bool, device: torch.device) -> torch.memory_format:
+def _block_layout(channels_last: bool, force_fp32: bool, device: torch.device, dtype: torch.dtype) -> torch.memory_format:
     """Activation layout of a block.
 
-    NHWC where the release uses it (fp16 blocks with ``fp16_channels_last``), and for CPU inference:
-    oneDNN's forward convolutions, transposed ones above all, are markedly faster in NHWC, while its
-    backward passes are slower, so CPU training stays NCHW. The layout never changes the numbers.
+    NHWC where the release uses it (fp16 blocks with ``fp16_channels_last``), for CPU inference, and
+    for reduced-precision blocks on the CPU: oneDNN's forward convolutions, transposed ones above all,
+    are markedly faster in NHWC, and so are all its bfloat16 kernels (the FIR filters' strided views
+    too), while its float32 backward passes are slower, so float32 CPU training stays NCHW. The layout
+    never changes the numbers.
     """
-    cpu_inference = device.type == "cpu" and not torch.is_grad_enabled()
-    if cpu_inference or (channels_last and not force_fp32):
+    on_cpu = device.type == "cpu"
+    cpu_inference = on_cpu and not torch.is_grad_enabled()
+    cpu_half = on_cpu and dtype != torch.float32
+    if cpu_inference or cpu_half or (channels_last and not force_fp32):
         return torch.channels_last
     return torch.contiguous_format
 
@@ -526,7 +537,7 @@ class SynthesisBlock(torch.nn.Module):
         architecture: str = "skip",  # 'orig', 'skip' or 'resnet' (see the class docstring)
         resample_filter: Sequence[float] = _BINOMIAL_1331,  # 1-D taps for upsampling features and image
         conv_clamp: Optional[float] = None,  # bound |output| of every convolution by this; None = unbounded
-        use_fp16: bool = False,  # compute in float16 (on CUDA; float32 on the CPU)
+        use_fp16: bool = False,  # compute in the run's reduced precision (float16 on CUDA by default)
         fp16_channels_last: bool = False,  # NHWC activations and kernels when computing in float16
         **layer_kwargs,  # handed to both SynthesisLayers (use_noise, activation, kernel_size, ...)
     ):
@@ -573,7 +584,7 @@ class SynthesisBlock(torch.nn.Module):
         _check_ws(ws, self.num_conv + self.num_torgb, self.w_dim)
         per_layer_w = ws.unbind(dim=1)
         dtype = _block_dtype(self.use_fp16, force_fp32, ws.device)
-        layout = _block_layout(self.channels_last, force_fp32, ws.device)
+        layout = _block_layout(self.channels_last, force_fp32, ws.device, dtype)
 
         first_block = self.in_channels == 0
         if first_block:
@@ -622,7 +633,7 @@ class SynthesisNetwork(torch.nn.Module):
         img_channels: int,  # channels of the output image
         channel_base: int = 32768,  # resolution r gets channel_base // r feature maps ...
         channel_max: int = 512,  # ... but never more than this
-        num_fp16_res: int = 0,  # compute this many of the finest resolutions in float16 (never 4x4)
+        num_fp16_res: int = 0,  # this many of the finest resolutions use reduced precision (never 4x4)
         **block_kwargs,  # handed to every SynthesisBlock
     ):
         super().__init__()
@@ -728,7 +739,7 @@ class DiscriminatorBlock(torch.nn.Module):
         activation: str = "lrelu",  # nonlinearity of every convolution
         resample_filter: Sequence[float] = _BINOMIAL_1331,  # 1-D taps for downsampling features and image
         conv_clamp: Optional[float] = None,  # bound |output| of every convolution by this; None = unbounded
-        use_fp16: bool = False,  # compute in float16 (on CUDA; float32 on the CPU)
+        use_fp16: bool = False,  # compute in the run's reduced precision (float16 on CUDA by default)
         fp16_channels_last: bool = False,  # NHWC activations and kernels when computing in float16
         freeze_layers: int = 0,  # Freeze-D: this many layers of D, from the image on, are frozen buffers
     ):
@@ -768,7 +779,7 @@ class DiscriminatorBlock(torch.nn.Module):
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         device = (img if x is None else x).device
         dtype = _block_dtype(self.use_fp16, force_fp32, device)
-        layout = _block_layout(self.channels_last, force_fp32, device)
+        layout = _block_layout(self.channels_last, force_fp32, device, dtype)
         if x is not None:
             _check_maps(x, self.in_channels, self.resolution)
             x = x.to(dtype=dtype, memory_format=layout)
@@ -903,7 +914,7 @@ class Discriminator(torch.nn.Module):
         architecture: str = "resnet",  # 'orig', 'skip' or 'resnet' (see DiscriminatorBlock)
         channel_base: int = 32768,  # resolution r gets channel_base // r feature maps ...
         channel_max: int = 512,  # ... but never more than this
-        num_fp16_res: int = 0,  # compute this many of the finest resolutions in float16 (never 4x4)
+        num_fp16_res: int = 0,  # this many of the finest resolutions use reduced precision (never 4x4)
         conv_clamp: Optional[float] = None,  # bound |output| of every convolution by this; None = unbounded
         cmap_dim: Optional[int] = None,  # width of the label embedding; None = the channels at 4x4
         block_kwargs: Optional[dict] = None,  # more DiscriminatorBlock arguments (freeze_layers, ...)

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from .. import dnnlib, legacy
 from ..torch_utils import distributed, training_stats
+from ..torch_utils.precision import PRECISIONS, Choice, PrecisionError, reduced_precision, resolve
 from .loss import NonFiniteLossError
 from .task import DEFAULT_TASK, TrainingError, TrainingTask
 
@@ -88,6 +89,7 @@ class Session:
     batch_idx: int = 0
     tick_start_nimg: int = 0
     timing: Dict[str, float] = field(default_factory=dict)
+    precision: Optional[Choice] = None  # the reduced-precision type in use; None = the device default
 
     # The StyleGAN2 names, for readers and for tasks that use them.
     G = property(lambda self: self.networks.get("G"))
@@ -160,6 +162,26 @@ def _load_resume_file(opts: Dict[str, Any], rank: int, task: TrainingTask) -> Op
         raise TrainingError(f"--resume: {' '.join(str(err).split())}") from None
 
 
+def _resolve_precision(opts: Dict[str, Any], device: torch.device) -> Optional[Choice]:
+    """The run's precision (option ``precision``: fp32, bf16, fp16 or auto), decided once on process 0
+    and shared, so that a timing probe cannot make processes disagree. The concrete choice replaces
+    ``auto`` in the options written to training_options.json. Without the option: the device default."""
+    requested = opts.get("precision")
+    if requested is None:
+        return None
+    try:
+        choice = resolve(requested, device)
+    except PrecisionError as err:
+        raise TrainingError(f"--precision {err}") from None
+    if distributed.is_initialized():
+        index = torch.tensor(PRECISIONS.index(choice.name), device=device)
+        torch.distributed.broadcast(index, src=0)
+        if PRECISIONS[int(index)] != choice.name:
+            choice = Choice(PRECISIONS[int(index)], "process 0's choice")
+    opts["precision"] = choice.name
+    return choice
+
+
 def setup(opts: Dict[str, Any], rank: int, num_gpus: int, device: torch.device) -> Session:
     """Data stream, task, networks (fresh or resumed), loss and optimisers, identical on every process."""
     seed = opts["random_seed"]
@@ -177,7 +199,8 @@ def setup(opts: Dict[str, Any], rank: int, num_gpus: int, device: torch.device) 
     task = dnnlib.util.construct_class_by_name(options=opts, class_name=task_kwargs.pop("class_name", DEFAULT_TASK),
                                                **task_kwargs)
     session = Session(options=opts, device=device, rank=rank, num_gpus=num_gpus, training_set=training_set,
-                      data_iter=None, task=task, stats=training_stats.Collector(device=device))
+                      data_iter=None, task=task, stats=training_stats.Collector(device=device),
+                      precision=_resolve_precision(opts, device))
 
     resumed = _load_resume_file(opts, rank, task)
     session.networks = task.build_networks(session, resumed)
@@ -350,15 +373,30 @@ def training_loop(run_dir: str = ".", rank: int = 0, num_gpus: int = 1, device: 
     if opts.get("resume_pkl"):
         log(session, f"Resuming from {opts['resume_pkl']}: the networks keep the resume file's architecture; "
                      "the options set only the optimisation side.", run_dir)
+    if session.precision is not None:
+        log(session, f"Precision: {session.precision.name} in the reduced-precision layers "
+                     f"({session.precision.reason}).", run_dir)
+    with reduced_precision(None if session.precision is None else session.precision.name):
+        _train(session, run_dir, abort_fn)
+    log(session, "Exiting...", run_dir)
+    session.stats.close()
+    session.task.close(session)
+    return session
+
+
+def _train(session: Session, run_dir: str, abort_fn: Optional[Callable[[], bool]]) -> None:
+    """Steps and ticks until ``total_kimg`` (or ``abort_fn``), inside the run's precision scope."""
+    opts = session.options
     start_time = time.time()
     log(session, f"Training for {opts['total_kimg']} kimg from kimg {session.cur_nimg / 1000:.1f} "
-                 f"on {num_gpus} process(es), device {device}...", run_dir)
-    if rank == 0:
+                 f"on {session.num_gpus} process(es), device {session.device}...", run_dir)
+    if session.rank == 0:
         session.task.begin(session, run_dir)
 
     total_nimg = int(opts["total_kimg"] * 1000)
     bar = tqdm(total=total_nimg / 1000, initial=session.cur_nimg / 1000, unit="kimg", leave=False,
-               disable=(rank != 0 or not sys.stderr.isatty()), bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} kimg")
+               disable=(session.rank != 0 or not sys.stderr.isatty()),
+               bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} kimg")
     tick_start_time = time.time()
     maintenance = 0.0
     while session.cur_nimg < total_nimg:
@@ -375,7 +413,3 @@ def training_loop(run_dir: str = ".", rank: int = 0, num_gpus: int = 1, device: 
         if done:
             break
     bar.close()
-    log(session, "Exiting...", run_dir)
-    session.stats.close()
-    session.task.close(session)
-    return session
