@@ -9,17 +9,21 @@ in the same run. There are two:
   code: it runs the same workload through the same public API, in rounds interleaved with ours
   (ours, official, ours, official, ...), and the medians are compared.
 
-Each implementation runs in a worker process of its own (the bench script run again with a hidden
-flag). The official worker puts PATH first on ``sys.path`` and imports its top-level ``training``
+Ours runs in every precision asked for (``--precision fp32,bf16``: float32, and bfloat16 in the
+layers train.py marks for reduced precision, ``num_fp16_res=4, conv_clamp=256``); the official code
+runs in float32, as it does on a CPU. Each of these runs in a worker process of its own (the bench
+script run again with a hidden flag), and rounds visit them in turn: fp32, bf16, official, fp32, ... The official worker puts PATH first on ``sys.path`` and imports its top-level ``training``
 package from there; nothing of ours is loaded into that process, so the official ``dnnlib``,
 ``torch_utils`` and ``training`` cannot clash with anything. Parent and workers exchange one JSON
 object per line: the worker writes to its original stdout, and anything else it prints goes to stderr.
 """
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
+import platform
 import resource
 import statistics
 import subprocess
@@ -35,6 +39,10 @@ from torch.utils.flop_counter import FlopCounterMode
 WORKER_FLAG = "--worker-spec"
 OURS_PACKAGE = "stylegan2_ada.training"
 OFFICIAL_PACKAGE = "training"  # top-level inside the official clone, next to dnnlib/ and torch_utils/
+BENCH_PRECISIONS = ("fp32", "bf16", "fp16")
+# Reduced-precision runs use train.py's defaults without --fp32: the 4 finest resolutions, clamped at 256.
+REDUCED_ARCH = dict(num_fp16_res=4, conv_clamp=256)
+FP32_ARCH = dict(num_fp16_res=0, conv_clamp=None)
 
 
 class BenchError(Exception):
@@ -142,14 +150,17 @@ def best_seconds(fn: Callable[[], Any], repeats: int, device: torch.device) -> f
 
 
 class ConvPeak:
-    """The machine's conv peak right now: a [batch, channels, size, size] 3x3 convolution, channels -> channels."""
+    """The machine's conv peak right now: a [batch, channels, size, size] 3x3 convolution, channels -> channels,
+    in the worker's precision (float32 NCHW; a reduced type in NHWC, the layout its kernels prefer)."""
 
-    def __init__(self, batch: int, channels: int, size: int, device: torch.device):
+    def __init__(self, batch: int, channels: int, size: int, device: torch.device, precision: str = "fp32"):
         gen = torch.Generator().manual_seed(0)
-        self.x = torch.randn([batch, channels, size, size], generator=gen).to(device)
-        self.w = torch.randn([channels, channels, 3, 3], generator=gen).to(device)
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        layout = torch.contiguous_format if precision == "fp32" else torch.channels_last
+        self.x = torch.randn([batch, channels, size, size], generator=gen).to(device, dtype, memory_format=layout)
+        self.w = torch.randn([channels, channels, 3, 3], generator=gen).to(device, dtype, memory_format=layout)
         self.device = device
-        self.shape = f"{batch}x{channels}x{size}x{size}, 3x3, {channels}->{channels}"
+        self.shape = f"{batch}x{channels}x{size}x{size}, 3x3, {channels}->{channels}, {precision}"
         self.flops = count_flops(self._conv)
 
     def _conv(self) -> torch.Tensor:
@@ -167,6 +178,23 @@ def peak_rss_mib() -> float:
 def describe_process(impl: Implementation, device: torch.device) -> Dict[str, Any]:
     return dict(label=impl.label, source=impl.source(), device=str(device), torch=torch.__version__,
                 threads=torch.get_num_threads())
+
+
+def architecture(config: Dict[str, Any]) -> Dict[str, Any]:
+    """num_fp16_res and conv_clamp for the worker's precision (see REDUCED_ARCH)."""
+    return dict(FP32_ARCH if config.get("precision", "fp32") == "fp32" else REDUCED_ARCH)
+
+
+def cpu_description() -> Dict[str, Any]:
+    """The CPU the figures come from: its model name and whether it has native bfloat16 units."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
+    return dict(model=model, cores=os.cpu_count(), amx_bf16=caps.get("amx_bf16"), avx512_bf16=caps.get("avx512_bf16"))
 
 
 def serve(spec_json: str, build: Callable[[Implementation, Dict[str, Any]], Any]) -> int:
@@ -187,6 +215,22 @@ def serve(spec_json: str, build: Callable[[Implementation, Dict[str, Any]], Any]
     threads = spec["config"].get("threads")
     if threads:
         torch.set_num_threads(threads)
+    with _precision_scope(spec):
+        return _serve_rounds(spec, build, reply)
+
+
+def _precision_scope(spec: Dict[str, Any]) -> Any:
+    """Our precision scope for a reduced-precision worker of ours; nothing of ours for the official one."""
+    name = spec["config"].get("precision", "fp32")
+    if spec["official"] is not None or name == "fp32":
+        return contextlib.nullcontext()
+    from stylegan2_ada.torch_utils.precision import reduced_precision
+
+    return reduced_precision(name)
+
+
+def _serve_rounds(spec: Dict[str, Any], build: Callable[[Implementation, Dict[str, Any]], Any],
+                  reply: Callable[[Dict[str, Any]], None]) -> int:
     try:
         impl = load_implementation(spec["official"])
         workload = build(impl, spec["config"])
@@ -212,12 +256,27 @@ def serve(spec_json: str, build: Callable[[Implementation, Dict[str, Any]], Any]
 # Orchestration (parent side).
 
 
-class Worker:
-    """One implementation's worker process, driven one JSON line at a time."""
+@dataclass
+class Contender:
+    """One worker of a run: ours in one precision, or the official release (float32)."""
 
-    def __init__(self, script: str, label: str, official: Optional[str], config: Dict[str, Any]):
-        self.label = label
-        spec = json.dumps(dict(official=official, config=config))
+    label: str  # "fp32", "bf16", ... or "official"
+    official: Optional[str]  # the clone's path for the official release, else None
+    precision: str
+
+
+def contenders(precisions: Sequence[str], official: Optional[str]) -> List[Contender]:
+    """Ours in each precision, then the official release when a clone is given, in round order."""
+    ours = [Contender(name, None, name) for name in precisions]
+    return ours + ([Contender("official", official, "fp32")] if official else [])
+
+
+class Worker:
+    """One contender's worker process, driven one JSON line at a time."""
+
+    def __init__(self, script: str, contender: Contender, config: Dict[str, Any]):
+        self.label = contender.label
+        spec = json.dumps(dict(official=contender.official, config=dict(config, precision=contender.precision)))
         self.process = subprocess.Popen([sys.executable, script, WORKER_FLAG, spec], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, text=True)
 
@@ -255,14 +314,14 @@ class Runs:
     rounds: Dict[str, List[Dict[str, Any]]]
 
 
-def run_interleaved(script: str, config: Dict[str, Any], official: Optional[str], rounds: int,
+def run_interleaved(script: str, config: Dict[str, Any], entrants: Sequence[Contender], rounds: int,
                     on_ready: Callable[[Dict[str, Dict[str, Any]]], None],
                     on_round: Callable[[int, Dict[str, Dict[str, Any]]], None]) -> Runs:
-    """Start ours (and the official worker when ``official`` is given), then run ``rounds`` rounds
-    ours, official, ours, official, ... Nothing is printed until every worker has set up, so a
-    clone that does not work fails with one line and no partial output."""
-    labels = ["ours"] + (["official"] if official else [])
-    workers = [Worker(script, label, official if label == "official" else None, config) for label in labels]
+    """Start a worker per contender, then run ``rounds`` rounds visiting them in turn (fp32, bf16,
+    official, fp32, ...). Nothing is printed until every worker has set up, so a clone that does
+    not work fails with one line and no partial output."""
+    labels = [entrant.label for entrant in entrants]
+    workers = [Worker(script, entrant, config) for entrant in entrants]
     failed = True
     try:
         # The official worker is heard first: a clone that does not work is the likeliest failure.
@@ -294,12 +353,26 @@ def add_common_arguments(parser: argparse.ArgumentParser, rounds: int) -> None:
                         help="a local clone of the official StyleGAN2-ADA PyTorch release to compare against")
     parser.add_argument("--threads", type=int,
                         help="torch threads per worker (default: torch's choice); 1 is steadier on a busy machine")
+    parser.add_argument("--precision", default="fp32,bf16",
+                        help="our precisions to measure side by side, comma-separated from "
+                             f"{', '.join(BENCH_PRECISIONS)} (default fp32,bf16); the official code runs in fp32")
     parser.add_argument(WORKER_FLAG, help=argparse.SUPPRESS)
+
+
+def parse_precisions(text: str) -> List[str]:
+    """``--precision`` as a list without repeats, or a BenchError naming the bad entry."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    for name in names:
+        if name not in BENCH_PRECISIONS:
+            raise BenchError(f"--precision {text}: '{name}' is not one of {', '.join(BENCH_PRECISIONS)}")
+    if not names or len(set(names)) != len(names):
+        raise BenchError(f"--precision {text}: name each precision once")
+    return names
 
 
 def main(parser: argparse.ArgumentParser, build: Callable[[Implementation, Dict[str, Any]], Any],
          config_of: Callable[[argparse.Namespace], Dict[str, Any]],
-         report: Callable[[argparse.Namespace, Dict[str, Any], Optional[str]], None]) -> None:
+         report: Callable[[argparse.Namespace, Dict[str, Any], List[Contender]], None]) -> None:
     """A bench script's entry point: worker mode, or check the flags and hand over to ``report``."""
     args = parser.parse_args()
     spec = getattr(args, WORKER_FLAG.lstrip("-").replace("-", "_"))
@@ -314,7 +387,7 @@ def main(parser: argparse.ArgumentParser, build: Callable[[Implementation, Dict[
         problem = None if official is None else official_path_problem(official)
         if problem:
             raise BenchError(problem)
-        report(args, config_of(args), official)
+        report(args, config_of(args), contenders(parse_precisions(args.precision), official))
     except BenchError as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         sys.exit(1)
@@ -322,6 +395,15 @@ def main(parser: argparse.ArgumentParser, build: Callable[[Implementation, Dict[
 
 def ratio(numerator: float, denominator: float) -> Optional[float]:
     return numerator / denominator if denominator > 0 else None
+
+
+def ratios(speeds: Dict[str, float]) -> Dict[str, Optional[float]]:
+    """Every reduced precision over fp32, and each of ours over the official code, for the labels present:
+    ``{"bf16_over_fp32": ..., "fp32_over_official": ..., "bf16_over_official": ...}``."""
+    ours = [label for label in speeds if label != "official"]
+    pairs = [(label, "fp32") for label in ours if label != "fp32" and "fp32" in speeds]
+    pairs += [(label, "official") for label in ours if "official" in speeds]
+    return {f"{top}_over_{bottom}": ratio(speeds[top], speeds[bottom]) for top, bottom in pairs}
 
 
 def _rounded(value: Any) -> Any:

@@ -1,31 +1,35 @@
 """Training throughput: full StyleGAN2-ADA iterations in images/s, by phase, against in-run baselines.
 
 Fixed configuration (issue #3): 32x32 RGB, z = w = 512, 2 mapping layers, channel_base 8192,
-channel_max 256, batch 16, fp32, AugmentPipe with the bgc transforms at p = 0.5, R1 gamma 0.05 every
-16 D steps, path length every 4 G steps. One iteration runs the phases due at that step (Gmain, Greg
+channel_max 256, batch 16, AugmentPipe with the bgc transforms at p = 0.5, R1 gamma 0.05 every 16 D
+steps, path length every 4 G steps. Ours runs in each ``--precision`` (default fp32 and bf16; bf16
+computes the blocks above 4x4 in bfloat16 with conv_clamp 256, as train.py does without --fp32;
+fp32 has no reduced-precision layers and no clamp); the official code runs in fp32. One iteration runs the phases due at that step (Gmain, Greg
 every 4th, Dmain, Dreg every 16th) through the public API both implementations share:
 ``StyleGAN2Loss.accumulate_gradients`` with the gain of the lazy interval, then an Adam step (learning
 rate and betas scaled for lazy regularisation). Real images are random tensors kept in memory: data
 loading, the EMA copy and statistics belong to a training loop, not to the implementation measured.
 
 Steps are timed in whole 16-step cycles, so every phase counts in its real proportion; a round is
-one cycle. Baselines, both measured in this run (the machine is shared and noisy):
+one cycle per worker. Baselines, all measured in this run (the machine is shared and noisy):
 
-- the conv peak, a batch x channel_max x 32 x 32 3x3 convolution timed in the same process just
-  before each cycle; FLOPs of each phase are counted once with ``torch.utils.flop_counter``, so the
+- fp32 for bf16, and both for the official code: their medians are compared as ratios;
+- the conv peak, a batch x channel_max x 32 x 32 3x3 convolution in the worker's precision timed in
+  the same process just before each cycle; FLOPs of each phase are counted once with ``torch.utils.flop_counter``, so the
   cycle's GFLOP/s is also a fraction of the peak of that moment;
 - with ``--official PATH`` (a local clone of the official StyleGAN2-ADA PyTorch release), the same
   iteration built from its ``training.networks``, ``training.loss`` and ``training.augment``, in
   rounds interleaved with ours.
 
-Medians over rounds are printed, with each worker process's peak RSS; the last line is a JSON summary.
+Medians over rounds are printed, with each worker process's peak RSS; the last line is a JSON summary
+with at least ``cpu``, ``fp32_img_s``, ``bf16_img_s`` and ``official_img_s`` (null when not measured).
 
-    python benchmarks/bench_train.py [--rounds 3] [--official PATH]
+    python benchmarks/bench_train.py [--rounds 3] [--precision fp32,bf16] [--threads 1] [--official PATH]
 """
 
 import argparse
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 import torch
 
@@ -49,8 +53,8 @@ class TrainingIterations:
         self.impl, self.config = impl, config
         self.device = device = harness.pick_device()
         res, batch = config["resolution"], config["batch"]
-        arch = dict(channel_base=config["channel_base"], channel_max=config["channel_max"], num_fp16_res=0,
-                    conv_clamp=None)
+        arch = dict(channel_base=config["channel_base"], channel_max=config["channel_max"],
+                    **harness.architecture(config))
         torch.manual_seed(0)
         G = networks.Generator(z_dim=512, c_dim=0, w_dim=512, img_resolution=res, img_channels=3,
                                mapping_kwargs=dict(num_layers=2), synthesis_kwargs=arch)
@@ -67,7 +71,7 @@ class TrainingIterations:
         self.reals = torch.rand([batch, 3, res, res], device=device) * 2 - 1
         self.labels = torch.zeros([batch, 0], device=device)
         self.step_index = 0
-        self.peak = harness.ConvPeak(batch, config["channel_max"], 32, device)
+        self.peak = harness.ConvPeak(batch, config["channel_max"], 32, device, config["precision"])
         # Step 0 runs every phase: it warms up, and each phase's FLOPs are counted there.
         self.phase_flops: Dict[str, int] = {}
         for phase, name, interval in PHASES:
@@ -95,7 +99,7 @@ class TrainingIterations:
 
     def describe(self) -> Dict[str, Any]:
         return dict(harness.describe_process(self.impl, self.device), phase_flops=self.phase_flops,
-                    cycle_flops=self.cycle_flops(), conv_peak=self.peak.shape)
+                    cycle_flops=self.cycle_flops(), conv_peak=self.peak.shape, precision=self.config["precision"])
 
     def measure_round(self) -> Dict[str, Any]:
         """The conv peak, then one cycle of CYCLE steps, timed as a whole and by phase."""
@@ -138,18 +142,21 @@ def summarise(runs: harness.Runs, batch: int) -> Dict[str, Dict[str, Any]]:
     return summary
 
 
-def report(args: argparse.Namespace, config: Dict[str, Any], official: Optional[str]) -> None:
+def report(args: argparse.Namespace, config: Dict[str, Any], entrants: List[harness.Contender]) -> None:
     images = CYCLE * config["batch"]
+    official = next((e.official for e in entrants if e.official), None)
 
     def on_ready(info: Dict[str, Dict[str, Any]]) -> None:
-        ours = info["ours"]
-        print(f"device {ours['device']}, torch {ours['torch']}, {ours['threads']} threads; {config['resolution']} px, "
+        first = next(iter(info.values()))
+        print(f"device {first['device']}, torch {first['torch']}, {first['threads']} threads; {config['resolution']} px, "
               f"channel_base {config['channel_base']}, channel_max {config['channel_max']}, batch {config['batch']}, "
-              "fp32, bgc p=0.5, R1 gamma 0.05 every 16, PL every 4")
-        print(f"round = one {CYCLE}-step cycle ({images} images) per implementation; conv peak ({ours['conv_peak']}) "
-              "timed just before each cycle")
+              "bgc p=0.5, R1 gamma 0.05 every 16, PL every 4")
+        cpu = harness.cpu_description()
+        print(f"CPU {cpu['model']} ({cpu['cores']} cores; AMX-BF16 {cpu['amx_bf16']}, AVX512-BF16 {cpu['avx512_bf16']})")
+        print(f"round = one {CYCLE}-step cycle ({images} images) per worker, in turn: {', '.join(info)}; "
+              "conv peak timed just before each cycle")
         for label, about in info.items():
-            print(f"{label}: {about['source']}")
+            print(f"{label}: {about['source']} (conv peak {about['conv_peak']})")
         if official is None:
             print("official: comparison skipped (no --official PATH given)")
 
@@ -158,7 +165,7 @@ def report(args: argparse.Namespace, config: Dict[str, Any], official: Optional[
                  for label, r in measured.items()]
         print(f"round {index + 1}/{args.rounds}: {' | '.join(parts)}", flush=True)
 
-    runs = harness.run_interleaved(__file__, config, official, args.rounds, on_ready, on_round)
+    runs = harness.run_interleaved(__file__, config, entrants, args.rounds, on_ready, on_round)
     summary = summarise(runs, config["batch"])
     print(f"medians of {args.rounds} round(s):")
     names = [phase for phase, _, _ in PHASES]
@@ -174,14 +181,14 @@ def report(args: argparse.Namespace, config: Dict[str, Any], official: Optional[
     for label, row in summary.items():
         rates = ", ".join(f"{n} {row['phase_gflop_per_s'][n]:.0f}" for n in names)
         print(f"{label} GFLOP/s by phase: {rates}")
-    ratio = None
-    if official:
-        ratio = harness.ratio(summary["ours"]["img_per_s"], summary["official"]["img_per_s"])
-        print(f"ours / official: {ratio:.2f}x img/s (medians of {args.rounds} interleaved round(s))")
+    ratios = harness.ratios({label: row["img_per_s"] for label, row in summary.items()})
+    for name, value in ratios.items():
+        print(f"{name.replace('_over_', ' / ')}: {value:.2f}x img/s (medians of {args.rounds} interleaved round(s))")
+    img_s = {f"{label}_img_s": summary[label]["img_per_s"] if label in summary else None
+             for label in ("fp32", "bf16", "official")}
     harness.emit_json(dict(
-        benchmark="train", config=config, rounds=args.rounds, conv_peak=runs.info["ours"]["conv_peak"],
-        ours=summary["ours"], official=summary.get("official"), ours_over_official=ratio,
-        official_skipped=None if official else "no --official PATH given"))
+        benchmark="train", cpu=harness.cpu_description(), **img_s, **ratios, config=config, rounds=args.rounds,
+        runs=summary, official_skipped=None if official else "no --official PATH given"))
 
 
 def config_of(args: argparse.Namespace) -> Dict[str, Any]:

@@ -3,8 +3,8 @@
 We have no copy of the official release, so a fake one stands in: a folder laid out like the clone
 (top-level ``dnnlib``, ``torch_utils``, ``training``) whose ``training.networks``/``loss``/``augment``
 re-export our classes. The harness must import it from that folder in a worker of its own, run the
-same workload there and report a ratio near 1. Sizes are tiny and one thread per worker keeps the
-timings steady enough on a busy machine.
+same workload there and report a ratio near 1. Our bf16 worker runs beside fp32 in the same run.
+Sizes are tiny and one thread per worker keeps the timings steady enough on a busy machine.
 """
 
 import json
@@ -52,35 +52,53 @@ def assert_near_one(ratio: float, ours: float, official: float) -> None:
 
 def test_networks_bench_measures_the_official_release_from_its_own_folder(tmp_path):
     release = fake_release(tmp_path / "stylegan2-ada-pytorch")
-    result = bench("bench_networks.py", *TINY, "--official", str(release))
+    result = bench("bench_networks.py", *TINY, "--precision", "fp32", "--official", str(release))
     report = summary(result)
     assert f"official: {release / 'training'}" in result.stdout
-    assert report["official_skipped"] is None
+    assert report["official_skipped"] is None and report["bf16_img_s"] is None
     for name in NETWORK_WORKLOADS:
-        ours, official = report["ours"][name], report["official"][name]
+        ours, official = report["runs"]["fp32"][name], report["runs"]["official"][name]
         assert official["gflop_per_img"] == ours["gflop_per_img"] > 0  # the same networks do the same arithmetic
         assert 0 < ours["of_conv_peak"] and 0 < official["of_conv_peak"]
-        assert_near_one(report["ours_over_official"][name], ours["img_per_s"], official["img_per_s"])
+        assert report["fp32_img_s"][name] == ours["img_per_s"]
+        assert_near_one(report["fp32_over_official"][name], ours["img_per_s"], official["img_per_s"])
 
 
-def test_train_bench_runs_every_phase_for_both_implementations(tmp_path):
+def test_train_bench_runs_every_phase_in_fp32_bf16_and_the_official_code(tmp_path):
     release = fake_release(tmp_path / "clone")
-    report = summary(bench("bench_train.py", *TINY, "--official", str(release)))
-    for label in ("ours", "official"):
-        row = report[label]
+    result = bench("bench_train.py", *TINY, "--official", str(release))
+    report = summary(result)
+    assert set(report["runs"]) == {"fp32", "bf16", "official"}
+    for label, row in report["runs"].items():
         assert set(row["phase_seconds_per_cycle"]) == {"Gmain", "Greg", "Dmain", "Dreg"}
         assert all(seconds > 0 for seconds in row["phase_seconds_per_cycle"].values())
         assert row["gflop_per_img"] > 0 and row["of_conv_peak"] > 0 and row["peak_rss_mib"] > 0
-    assert_near_one(report["ours_over_official"], report["ours"]["img_per_s"], report["official"]["img_per_s"])
+        assert report[f"{label}_img_s"] == row["img_per_s"]
+    assert report["cpu"]["model"] and set(report["cpu"]) >= {"amx_bf16", "avx512_bf16"}
+    # bf16 does the same arithmetic, in another type, and its conv peak is a bf16 one
+    assert report["runs"]["bf16"]["gflop_per_img"] == report["runs"]["fp32"]["gflop_per_img"]
+    assert "3x3, 16->16, bf16" in result.stdout
+    assert report["bf16_over_fp32"] == pytest.approx(report["bf16_img_s"] / report["fp32_img_s"], rel=2e-3)
+    assert report["bf16_over_official"] == pytest.approx(report["bf16_img_s"] / report["official_img_s"], rel=2e-3)
+    assert_near_one(report["fp32_over_official"], report["fp32_img_s"], report["official_img_s"])
 
 
 def test_without_official_the_comparison_is_skipped_not_faked():
     result = bench("bench_networks.py", *TINY)
     report = summary(result)
     assert "comparison skipped" in result.stdout
-    assert report["official"] is None and report["ours_over_official"] is None
+    assert report["official_img_s"] is None and "fp32_over_official" not in report
     assert report["official_skipped"] == "no --official PATH given"
-    assert report["ours"]["G forward"]["img_per_s"] > 0
+    assert report["fp32_img_s"]["G forward"] > 0 and report["bf16_img_s"]["G forward"] > 0
+    assert set(report["bf16_over_fp32"]) == set(NETWORK_WORKLOADS)
+
+
+@pytest.mark.parametrize("precision", ["fp64", "fp32,fp32", ""])
+def test_a_bad_precision_list_is_a_one_line_error(precision):
+    result = bench("bench_networks.py", "--precision", precision)
+    assert result.returncode != 0 and result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    assert f"--precision {precision}:" in line
 
 
 @pytest.mark.parametrize("layout", ["missing", "no_networks"])
