@@ -18,7 +18,8 @@ Latency, milliseconds, median and p99, each stage measured in the same run so th
 Key presses: a scripted person who knows the true boundaries (the synthetic series' ground truth)
 tags every page of every episode with the keyboard only, first without the alignment proposal
 (cut-to-cut navigation, page keys where the linear guess shows the wrong page, Enter), then with it
-(accept all, then each boundary visited with ``n`` and confirmed with Enter or nudged into place).
+(accept all, go to the first boundary with ``n``, then at each: nudge it into place if needed, and
+Space, which tags it and goes on to the next).
 Every press is counted; the saved files must equal the truth. ``tests/test_tagger_browser.py`` runs
 the same person on the tests' tiny series.
 """
@@ -44,7 +45,7 @@ from manganime_ext.tagger.workspace import Workspace
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-EDIT_KEYS = {"Enter", "t", "Delete", "a", "A", ".", ",", ">", "<", "z", "Z"}
+EDIT_KEYS = {"Enter", "t", "Space", "Delete", "a", "A", ".", ",", ">", "<", "z", "Z"}
 
 
 def launch(playwright, chromium: str = CHROMIUM):
@@ -144,7 +145,7 @@ class KeyboardPerson:
                 self.tag_by_hand(page, b)
 
     def fix_boundary(self, page: int, true_frame: int) -> None:
-        """At a taken proposal: confirm it (Enter) or nudge it onto the true frame (a nudge is a hand tag)."""
+        """At a taken proposal: nudge it onto the true frame if needed, then Space (tag it, go to the next)."""
         while True:
             v = self.view()
             at = v["boundaries"][page - v["first"]]
@@ -154,8 +155,7 @@ class KeyboardPerson:
                 break
             gap = true_frame - at
             self.press((">" if gap > 0 else "<") if abs(gap) >= v["step"] else ("." if gap > 0 else ","))
-        if self.page.evaluate(f"S.ep.provenance[{page} - S.ep.first_page]") != "hand":
-            self.press("Enter")
+        self.press("Space")
 
     def series(self, with_proposal: bool) -> int:
         """Tag every episode, first to last; return the key presses."""

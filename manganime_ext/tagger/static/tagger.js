@@ -12,6 +12,7 @@ const S = {
   queue: Promise.resolve(),
   shown: 0,              // counter that drops late image loads
   t0: 0,                 // when the action that changed the frame started (latency figures)
+  urlTimer: 0,
 };
 window.taggerTimings = [];  // ms from an action to its frame decoded on screen (benchmarks read it)
 const $ = (id) => document.getElementById(id);
@@ -168,6 +169,7 @@ function describe(action, page) {
 
 const EDIT = {
   tag: () => send("tag"),
+  confirmNext: () => send("tag", {}, () => NAV.nextBoundary()),
   untag: () => send("untag"),
   accept: () => send("accept", {}, keepPageAt),
   acceptAll: () => send("accept_all"),
@@ -195,7 +197,7 @@ function keyAction(e) {
     ArrowRight: e.shiftKey ? "forwardStep" : "nextFrame", ArrowLeft: e.shiftKey ? "backStep" : "prevFrame",
     ArrowDown: "nextStop", ArrowUp: "prevStop", Home: "first", End: "last", m: "midpoint",
     n: "nextBoundary", N: "prevBoundary", "]": "nextPage", "[": "prevPage",
-    Enter: "tag", t: "tag", Delete: "untag", Backspace: "untag",
+    Enter: "tag", t: "tag", " ": "confirmNext", Delete: "untag", Backspace: "untag",
     ".": "nudgeUp", ",": "nudgeDown", ">": "nudgeUpStep", "<": "nudgeDownStep",
     a: "accept", A: "acceptAll", z: "undo", Z: "redo", e: "nextEpisode", E: "prevEpisode",
   };
@@ -283,10 +285,13 @@ function render() {
   }
   $("frame-box").value = String(f);
   drawTimeline();
-  const url = new URL(location.href);
-  url.searchParams.set("episode", String(ep.index));
-  url.searchParams.set("frame", String(f));
-  history.replaceState(null, "", url);
+  clearTimeout(S.urlTimer);  // the URL keeps the place for a reload; browsers throttle rapid replaceState
+  S.urlTimer = setTimeout(() => {
+    const url = new URL(location.href);
+    url.searchParams.set("episode", String(S.ep.index));
+    url.searchParams.set("frame", String(S.frame));
+    history.replaceState(null, "", url);
+  }, 300);
 }
 
 function drawFilmstrip() {
