@@ -51,7 +51,12 @@ EPISODE = re.compile(r"/api/episodes/(\d{1,6})")
 
 
 class TaggerServer(ThreadingHTTPServer):
-    """The server of one tagging session: its workspace, token, static files and image cache."""
+    """The server of one tagging session: its workspace, token, static files and image cache.
+
+    ``workspace``: the series being tagged; ``host``/``port``: where to listen (port 0: any free one);
+    ``token``: the session's secret (default: a fresh random one); ``start_episode``: the episode the
+    printed URL opens.
+    """
 
     daemon_threads = True
 
@@ -121,8 +126,7 @@ class Handler(BaseHTTPRequestHandler):
         if kind.startswith("text/html"):
             self.send_header("Content-Security-Policy", CSP)
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        self.wfile.write(body)
 
     def _json(self, status: int, obj) -> None:
         self._send(status, json.dumps(obj).encode(), "application/json")

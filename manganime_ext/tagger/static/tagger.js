@@ -396,7 +396,10 @@ async function start() {
     const r = e.target.getBoundingClientRect();
     setFrame(Math.floor((e.clientX - r.left) / r.width * S.ep.frames));
   });
-  document.querySelectorAll("#controls button").forEach((b) => b.addEventListener("click", () => run(b.dataset.action)));
+  document.querySelectorAll("#controls button").forEach((b) => b.addEventListener("click", () => {
+    run(b.dataset.action);
+    b.blur();  // so that Enter or Space afterwards are the tagger's keys, not a second click
+  }));
   window.addEventListener("resize", () => S.ep && drawTimeline());
   const first = Math.min(Math.max(0, parseInt(params.get("episode") || "0", 10) || 0), data.episodes.length - 1);
   S.ep = null;
