@@ -23,11 +23,12 @@ from manganime_ext.io.json_files import JSONFileError
 from manganime_ext.io.manga import MangaError
 from manganime_ext.io.outputs import OutputExistsError, ShardError
 from manganime_ext.io.video import VideoError
+from manganime_ext.projection.errors import ProjectionError
 from manganime_ext.synthetic.anime import SynthError
 
 USER_ERRORS = (OutputExistsError, ShardError, JSONFileError, VideoError, MangaError, SynthError, IntroOutroError,
                PageFunctionError, SeriesConfigError, ExportError, GroundTruthError, PairedDatasetError, PredictorError,
-               EvaluationError, RolloutError)
+               EvaluationError, RolloutError, ProjectionError)
 F = TypeVar("F", bound=Callable)
 
 
