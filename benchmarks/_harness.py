@@ -215,6 +215,10 @@ def serve(spec_json: str, build: Callable[[Implementation, Dict[str, Any]], Any]
     threads = spec["config"].get("threads")
     if threads:
         torch.set_num_threads(threads)
+    if spec["config"].get("compile") and spec["official"] is None:
+        from stylegan2_ada.torch_utils.ops import compiled
+
+        compiled.enable()
     with _precision_scope(spec):
         return _serve_rounds(spec, build, reply)
 
@@ -353,6 +357,9 @@ def add_common_arguments(parser: argparse.ArgumentParser, rounds: int) -> None:
                         help="a local clone of the official StyleGAN2-ADA PyTorch release to compare against")
     parser.add_argument("--threads", type=int,
                         help="torch threads per worker (default: torch's choice); 1 is steadier on a busy machine")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile our bias_act/upfirdn2d kernels (stylegan2_ada.train --compile); "
+                             "compilation happens while the workers set up")
     parser.add_argument("--precision", default="fp32,bf16",
                         help="our precisions to measure side by side, comma-separated from "
                              f"{', '.join(BENCH_PRECISIONS)} (default fp32,bf16); the official code runs in fp32")

@@ -148,7 +148,7 @@ def report(args: argparse.Namespace, config: Dict[str, Any], entrants: List[harn
 
 def config_of(args: argparse.Namespace) -> Dict[str, Any]:
     return dict(resolution=args.resolution, channel_base=args.cbase, channel_max=args.cmax, batch=args.batch,
-                repeats=args.repeats, threads=args.threads)
+                repeats=args.repeats, threads=args.threads, compile=args.compile)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -256,6 +256,8 @@ def _spawned(rank: int, options: Dict[str, Any], run_dir: str, gpus: int, init_m
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
               help="Type of the reduced-precision layers: auto = fp16 on CUDA, bf16 on CPUs where it pays, else fp32")
 @click.option("--nhwc", is_flag=True, help="Use NHWC memory format with FP16")
+@click.option("--compile", "compile_ops", is_flag=True,
+              help="torch.compile the bias_act/upfirdn2d kernels (slow first steps; unmeasured on GPUs)")
 @click.option("--nobench", is_flag=True, help="Disable cuDNN benchmarking")
 @click.option("--allow-tf32", is_flag=True, help="Allow TF32 for matmul and convolutions")
 @click.option("--workers", type=click.IntRange(min=0), default=3, show_default=True, help="DataLoader worker processes")
@@ -295,7 +297,7 @@ def build_options(flags: Dict[str, Any]) -> Dict[str, Any]:
                                   flags["batch_gpu"], flags["glr"], flags["dlr"], resuming=resume is not None))
     o.update(augmentation_options(flags["aug"], flags["p"], flags["target"], flags["augpipe"]))
     o.update(metrics=metrics, random_seed=flags["seed"], resume_pkl=resume, kimg_per_tick=flags["tick"],
-             precision=precision_option(flags["precision"], flags["fp32"]),
+             precision=precision_option(flags["precision"], flags["fp32"]), compile_ops=flags["compile_ops"],
              image_snapshot_ticks=flags["snap"], network_snapshot_ticks=flags["snap"],
              cudnn_benchmark=not flags["nobench"], allow_tf32=flags["allow_tf32"],
              data_loader_kwargs=dict(num_workers=flags["workers"], pin_memory=torch.cuda.is_available(),

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from stylegan2_ada import generate, legacy, train
 from stylegan2_ada.metrics import metric_utils
 from stylegan2_ada.torch_utils import precision
-from stylegan2_ada.torch_utils.ops import bias_act, conv2d_resample, upfirdn2d
+from stylegan2_ada.torch_utils.ops import bias_act, compiled, conv2d_resample, upfirdn2d
 from stylegan2_ada.training import networks
 from training_helpers import FIXTURE_ZIP
 
@@ -204,6 +204,29 @@ def test_the_metrics_generator_pass_runs_in_the_chosen_precision(monkeypatch):
         metric_utils.MetricOptions(G=G, precision="auto")
 
 
+def test_compiled_kernels_compute_the_same_and_keep_double_backward():
+    """The GPU path's --compile, on the CPU: AOT tracing without code generation, which is what decides
+    whether our kernels compile at all (Inductor's code generation takes minutes per kernel here)."""
+    x, b = torch.randn(2, 4, 8, 8, requires_grad=True), torch.randn(4, requires_grad=True)
+    f = upfirdn2d.setup_filter([1, 3, 3, 1])
+
+    def run():
+        y = bias_act.bias_act(upfirdn2d.upfirdn2d(x, f, down=2, padding=1), b, act="lrelu", clamp=0.5)
+        (slope,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+        return [y.detach(), slope.detach(), torch.autograd.grad(slope.square().sum(), x)[0]]
+
+    reference = run()
+    torch._dynamo.utils.counters.clear()
+    compiled.enable("aot_eager")
+    try:
+        got = run()
+    finally:
+        compiled.disable()
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 3  # both ops' kernels went through dynamo
+    assert not torch._dynamo.utils.counters["graph_break"]
+    assert all(torch.equal(a, b) for a, b in zip(reference, got))
+
+
 # --- the flags ----------------------------------------------------------------------------------------------
 
 TINY = ["--cbase=128", "--cmax=16", "--map=2", "--workers=0", "--batch=4", "--mbstd-group=2", "--aug=noaug",
@@ -229,8 +252,8 @@ def test_a_short_bf16_training_run(tmp_path):
 
 
 def test_fp32_flag_implies_fp32_and_contradicts_a_half_precision(tmp_path):
-    result = train_cli(f"--outdir={tmp_path / 'a'}", "--dry-run", "--fp32", *TINY)
-    assert result.exit_code == 0 and '"precision": "fp32"' in result.output
+    result = train_cli(f"--outdir={tmp_path / 'a'}", "--dry-run", "--fp32", "--compile", *TINY)
+    assert result.exit_code == 0 and '"precision": "fp32"' in result.output and '"compile_ops": true' in result.output
     result = train_cli(f"--outdir={tmp_path / 'b'}", "--kimg=0.004", "--fp32", "--precision=bf16", *TINY)
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "--precision" in result.output and "--fp32" in result.output

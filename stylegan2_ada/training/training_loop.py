@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from .. import dnnlib, legacy
 from ..torch_utils import distributed, training_stats
+from ..torch_utils.ops import compiled
 from ..torch_utils.precision import PRECISIONS, Choice, PrecisionError, reduced_precision, resolve
 from .loss import NonFiniteLossError
 from .task import DEFAULT_TASK, TrainingError, TrainingTask
@@ -191,6 +192,8 @@ def setup(opts: Dict[str, Any], rank: int, num_gpus: int, device: torch.device) 
     torch.backends.cuda.matmul.allow_tf32 = opts.get("allow_tf32", False)
     torch.backends.cudnn.allow_tf32 = opts.get("allow_tf32", False)
 
+    if opts.get("compile_ops"):
+        compiled.enable()  # torch.compile of bias_act's and upfirdn2d's kernels (train.py --compile)
     training_set = dnnlib.util.construct_class_by_name(**opts["training_set_kwargs"])
     sampler = ShardedInfiniteSampler(len(training_set), rank=rank, num_replicas=num_gpus, seed=seed)
     loader = torch.utils.data.DataLoader(training_set, sampler=sampler, batch_size=opts["batch_gpu"],

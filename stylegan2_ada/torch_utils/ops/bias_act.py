@@ -11,6 +11,8 @@ from typing import Callable, Dict, NamedTuple, Optional
 import torch
 import torch.nn.functional as F
 
+from . import compiled
+
 
 class _ActivationSpec(NamedTuple):
     func: Callable
@@ -76,6 +78,7 @@ def _broadcastable(b: torch.Tensor, ndim: int, dim: int) -> torch.Tensor:
     return b.reshape(shape)
 
 
+@compiled.kernel
 def _bias_act_inplace(
     x: torch.Tensor, b: Optional[torch.Tensor], dim: int, slope: float, gain: float, clamp: Optional[float]
 ) -> torch.Tensor:
@@ -93,6 +96,7 @@ def _bias_act_inplace(
     return x
 
 
+@compiled.kernel
 def _piecewise_slope_grad(grad: torch.Tensor, y: torch.Tensor, slope: float, gain: float, clamp: Optional[float]) -> torch.Tensor:
     """``grad`` times the local slope of the activation, read off its output ``y``.
 

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import compiled
+
 FilterLike = Union[None, float, Sequence[float], np.ndarray, torch.Tensor]
 IntPair = Union[int, Sequence[int]]
 
@@ -185,8 +187,9 @@ def upfirdn2d(
     up, down, pads = _as_pair(up), _as_pair(down), _as_padding(padding)
     taps = _oriented_taps(f, flip_filter, gain, x.dtype)
     factors = (taps, taps) if taps.ndim == 1 else _rank_one_factors(taps)
-    if x.device.type == "cpu" and not f.requires_grad and factors is not None:
-        return _UpFirDn2dSeparableCpu.apply(x, f, factors, up, down, pads, flip_filter, gain)
+    cpu_separable = x.device.type == "cpu" and factors is not None
+    if not f.requires_grad and (cpu_separable or compiled.enabled()):
+        return _UpFirDn2dFixedFilter.apply(x, f, taps, factors, up, down, pads, flip_filter, gain)
     return _upfirdn2d_conv(x, taps, factors, up, down, pads)
 
 
@@ -210,8 +213,22 @@ def _upfirdn2d_conv(x, taps, factors, up, down, pads) -> torch.Tensor:
     return _depthwise(x, col[:, None], stride=(down[1], 1))
 
 
-class _UpFirDn2dSeparableCpu(torch.autograd.Function):
-    """CPU fast path with its own gradient.
+@compiled.kernel
+def _separable_sums(x: torch.Tensor, row: List[float], col: List[float], up: Tuple[int, int],
+                    down: Tuple[int, int], pads: Tuple[int, int, int, int]) -> torch.Tensor:
+    """The CPU kernel: zero insertion, then the row pass and the column pass as sums of shifted views."""
+    y = _zero_stuff(x, *up)
+    y = _fir_axis(y, row, dim=3, pad0=pads[0], pad1=pads[1], stride=down[0])
+    return _fir_axis(y, col, dim=2, pad0=pads[2], pad1=pads[3], stride=down[1])
+
+
+# The depthwise-convolution form for use without autograd (inside the Function below) only.
+_compiled_conv = compiled.kernel(_upfirdn2d_conv)
+
+
+class _UpFirDn2dFixedFilter(torch.autograd.Function):
+    """upfirdn2d with a fixed filter as one autograd node: the CPU's separable sums, or the
+    depthwise-convolution form compiled (``compiled.enable``), with its own gradient.
 
     The gradient of upfirdn2d is upfirdn2d again, with the filter flipped, up and
     down swapped and the padding mirrored; calling the public op for it keeps
@@ -220,13 +237,14 @@ class _UpFirDn2dSeparableCpu(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, f, factors, up, down, pads, flip_filter, gain):
-        col, row = factors
+    def forward(ctx, x, f, taps, factors, up, down, pads, flip_filter, gain):
         ctx.save_for_backward(f)
         ctx.params = (up, down, pads, flip_filter, gain, x.shape)
-        y = _zero_stuff(x, *up)
-        y = _fir_axis(y, row.tolist(), dim=3, pad0=pads[0], pad1=pads[1], stride=down[0])
-        y = _fir_axis(y, col.tolist(), dim=2, pad0=pads[2], pad1=pads[3], stride=down[1])
+        if x.device.type == "cpu" and factors is not None:
+            col, row = factors
+            y = _separable_sums(x, row.tolist(), col.tolist(), up, down, pads)
+        else:
+            y = _compiled_conv(x, taps, factors, up, down, pads)
         ctx.out_shape = y.shape
         return y
 
@@ -241,7 +259,7 @@ class _UpFirDn2dSeparableCpu(torch.autograd.Function):
             g0 = k - 1 - p0
             grad_pads += [g0, (in_len - 1) * u + k - out_len * d - g0]
         grad_x = upfirdn2d(grad, f, up=down, down=up, padding=grad_pads, flip_filter=not flip_filter, gain=gain)
-        return grad_x, None, None, None, None, None, None, None
+        return grad_x, None, None, None, None, None, None, None, None
 
 
 def filter2d(
