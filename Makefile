@@ -41,16 +41,12 @@ bench-cuts: $(STAMP)
 		|| echo "opencv-doc not installed: its real footage is left out"
 	$(PY) benchmarks/bench_cuts_pyscenedetect.py
 
-# The main job on built-in data: a short CPU training run (about 7 minutes on 2 cores)
-# that leaves a run directory with snapshots and image grids, then samples from it.
+# The main job on built-in data: the whole pipeline on the synthetic series (see README), resumable:
+# a rerun skips finished stages; `make demo FORCE=1` redoes everything. Report: $(DEMO_DIR)/index.html.
 DEMO_DIR ?= demo-out
+FORCE ?=
 demo: $(STAMP)
-	$(PY) -m manganime_ext.cli.toy_shapes --out $(DEMO_DIR)/shapes32.zip --count 2000 --force
-	$(PY) -m stylegan2_ada.train --outdir=$(DEMO_DIR)/runs --data=$(DEMO_DIR)/shapes32.zip --mirror \
-		--kimg=10 --tick=1 --snap=5 --batch=16 --cbase=2048 --cmax=64 --fp32 --workers=1
-	snap=$$(ls $(DEMO_DIR)/runs/*/network-snapshot-*.pkl | tail -n 1); \
-		$(PY) -m stylegan2_ada.generate --network=$$snap --seeds=0-7 --outdir=$(DEMO_DIR)/samples
-	@echo "Demo done: see $(DEMO_DIR)/runs (fakes*.png, network-snapshot-*.pkl) and $(DEMO_DIR)/samples"
+	$(PY) -m manganime_ext.cli.demo --out $(DEMO_DIR) $(if $(FORCE),--force,)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -204,6 +204,35 @@ def _first_frame_after(page_function_path: str) -> int:
     return int(excluded_until) + 4
 
 
+def _clip(p: Layout, s: DemoSettings):
+    """The held-out episode's clip to project: from 1 s after its intro, ``projection_seconds`` long."""
+    pf = _read(p("truth/tags", f"{p.val_episode}.json"))
+    intro_stop = max([b for a, b in pf.get("exclusions", []) if a == 0] or [0])
+    start = intro_stop * 2 / 24 + 1.0  # stored frames are 12 fps of a 24 fps video
+    return p("series/episodes", f"{p.val_episode}.mp4"), round(start, 2), round(start + s.projection_seconds, 2)
+
+
+def _projection(p: Layout, s: DemoSettings) -> List[Command]:
+    video, start, end = _clip(p, s)
+    network = p("stylegan2/network.pkl")
+    offsets = ["--start-offset", f"{s.projection_seconds * 0.2:g}", "--end-offset", f"{s.projection_seconds * 0.2:g}"]
+    return [_py("projector_video", "project", f"--network={network}", f"--video={video}", f"--start={start}",
+                f"--end={end}", "--every=2", f"--steps={s.projection_steps}", "--distance=msssim",
+                f"--out={p('projection/clip')}", "--force"),
+            _py("projector_video", "interpolate", f"--network={network}", f"--projection={p('projection/clip')}",
+                f"--frames-per-transition={s.interpolation_frames}", "--fps=12", "--distance=msssim", *offsets,
+                f"--out={p('projection/interpolation')}", "--force"),
+            _py("projector_video", "figure", f"--network={network}", f"--projection={p('projection/clip')}",
+                *offsets, f"--out={p('projection/figure.png')}", "--force")]
+
+
+def _projection_numbers(p: Layout) -> Dict[str, object]:
+    metrics = _read(p("projection/clip/metrics.json"))
+    smooth = _read(p("projection/interpolation/smoothness.json"))
+    return {"projection": {k: v for k, v in metrics.items() if not isinstance(v, (list, dict))},
+            "interpolation smoothness": smooth if not isinstance(smooth, list) else smooth[0]}
+
+
 STAGES: List[Stage] = [
     Stage("series", "The synthetic series",
           "synth writes cel-shaded episodes (H.264), their manga volume and the ground truth; frames decodes each "
@@ -243,4 +272,12 @@ STAGES: List[Stage] = [
           "train_cond.py rollout: warpstyle predicts each frame from its own previous predictions and the pages of "
           "the held-out episode's page function.",
           _rollout, pictures=("rollout/figure.png",), videos=("rollout/side_by_side.mp4", "rollout/rollout.mp4")),
+    Stage("projection", "Projection and interpolation",
+          "projector_video.py project puts every other frame of a held-out clip into W (batched, each frame warm-"
+          "started from the previous one, cold again at cuts; MS-SSIM + L1 distance, no download needed); "
+          "interpolate walks linearly in W between two projected frames (the study's Figure 6), and figure draws "
+          "ground truth / projection / interpolation.",
+          _projection, pictures=("projection/figure.png", "projection/clip/metrics.png"),
+          videos=("projection/clip/side_by_side.mp4", "projection/interpolation/interpolation.mp4"),
+          numbers=_projection_numbers),
 ]
