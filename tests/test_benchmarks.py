@@ -121,3 +121,27 @@ def test_a_release_that_does_not_import_is_a_one_line_error(tmp_path):
     assert result.stdout == ""
     (line,) = result.stderr.strip().splitlines()
     assert "importing training.networks failed: ImportError: needs a CUDA build" in line
+
+
+def test_precision_quality_bench_compares_bf16_with_the_spread_of_fp32_seeds(tmp_path):
+    """Two seeds x fp32/bf16 on a tiny dataset: every run is summarised, bf16 beside fp32's range."""
+    from manganime_ext.synthetic.toy_shapes import write_shapes_zip
+
+    data = tmp_path / "shapes.zip"
+    write_shapes_zip(str(data), count=64, resolution=32)
+    result = bench("bench_precision_quality.py", "--seeds", "0,1", "--kimg", "0.016", "--tick", "0.008",
+                   "--batch", "4", "--cbase", "128", "--cmax", "16", "--data", str(data), "--keep", str(tmp_path / "runs"))
+    record = summary(result)
+    assert record["benchmark"] == "precision_quality" and record["seeds"] == [0, 1]
+    assert set(record["runs"]) == {"fp32", "bf16"} and all(len(v) == 2 for v in record["runs"].values())
+    fid = record["spread"]["fid_standin"]
+    assert 0 < fid["fp32_min"] <= fid["fp32_mean"] <= fid["fp32_max"] and fid["bf16_min"] > 0
+    assert record["curve_distance"]["Loss/G/loss"]["fp32_vs_fp32_other_seed"] is not None
+    assert record["bf16_inference_on_fp32_weights"]["psnr_db"] > 20
+    training = json.loads(next((tmp_path / "runs" / "bf16-seed1").glob("*/training_options.json")).read_text())
+    assert training["precision"] == "bf16"
+
+
+def test_precision_quality_bench_names_a_missing_dataset(tmp_path):
+    result = bench("bench_precision_quality.py", "--data", str(tmp_path / "nope.zip"), "--kimg", "0.008")
+    assert result.returncode != 0 and "nope.zip" in result.stderr.strip().splitlines()[-1]
