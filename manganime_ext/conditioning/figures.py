@@ -10,7 +10,7 @@ import numpy as np
 import PIL.Image
 import torch
 
-from stylegan2_ada.dnnlib.util import atomic_write
+from manganime_ext.io.pictures import pyplot, save_plot
 
 from .data import to_255
 
@@ -39,11 +39,6 @@ def tile(rows: Sequence[Sequence[np.ndarray]], gap: int = GAP) -> np.ndarray:
     return canvas
 
 
-def save_png(image: np.ndarray, path: str) -> None:
-    with atomic_write(path) as f:
-        PIL.Image.fromarray(image).save(f, format="png")
-
-
 def pair_grid(current: torch.Tensor, page: torch.Tensor, predicted: torch.Tensor, true_next: torch.Tensor) -> np.ndarray:
     """One row per pair: F_n | its page | predicted F_{n+1} | true F_{n+1} (all model range)."""
     columns = [to_uint8_hwc(t) for t in (current, page, predicted, true_next)]
@@ -58,11 +53,7 @@ def study_figure(true_frames: np.ndarray, generated: np.ndarray, count: int = 8)
 
 def plot_evaluation(report: Dict[str, object], path: str, title: str = "") -> None:
     """Two panels: one-step PSNR/SSIM per method (held-out pairs), and PSNR after k rollout steps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     one_step: Dict[str, Dict[str, float]] = report["one_step"]  # type: ignore[assignment]
     methods = list(one_step)
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
@@ -88,9 +79,4 @@ def plot_evaluation(report: Dict[str, object], path: str, title: str = "") -> No
     if ks:
         axes[2].legend(fontsize=8)
     axes[2].grid(alpha=0.3)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    with atomic_write(path) as f:
-        fig.savefig(f, format="png", dpi=100)
-    plt.close(fig)
+    save_plot(fig, path, title)

@@ -21,6 +21,7 @@ from manganime_ext.data import page_function
 from manganime_ext.data.export import square_page
 from manganime_ext.io.manga import list_pages
 from manganime_ext.io.outputs import atomic_output_dir
+from manganime_ext.io.pictures import save_png
 from manganime_ext.io.video import read_video, write_mp4
 
 from . import figures
@@ -109,9 +110,9 @@ def write_rollout(out: str, generated: np.ndarray, truth: Optional[np.ndarray], 
             count = min(len(truth), len(generated))
             write_mp4(os.path.join(tmp, "side_by_side.mp4"),
                       (np.concatenate([truth[i], generated[i]], axis=1) for i in range(count)), fps)
-            figures.save_png(figures.study_figure(truth[:count], generated[:count]), os.path.join(tmp, "figure.png"))
+            save_png(figures.study_figure(truth[:count], generated[:count]), os.path.join(tmp, "figure.png"))
         else:
-            figures.save_png(figures.tile([list(generated[np.linspace(0, len(generated) - 1, 8).round().astype(int)])]),
+            save_png(figures.tile([list(generated[np.linspace(0, len(generated) - 1, 8).round().astype(int)])]),
                              os.path.join(tmp, "figure.png"))
 
 

@@ -15,6 +15,7 @@ from typing import Any, Dict, Optional
 import torch
 
 from manganime_ext.io.json_files import write_json
+from manganime_ext.io.pictures import save_png
 from stylegan2_ada import dnnlib, legacy
 from stylegan2_ada.training.task import TrainingError, TrainingTask
 
@@ -153,7 +154,7 @@ class NextFrameTask(TrainingTask):
         grid = self._grid
         predicted = session.G_ema(grid["frames"], grid["pages"])
         middle = grid["pages"].shape[1] // 2
-        figures.save_png(figures.pair_grid(grid["frames"][:, -1], grid["pages"][:, middle], predicted, grid["target"]), path)
+        save_png(figures.pair_grid(grid["frames"][:, -1], grid["pages"][:, middle], predicted, grid["target"]), path)
 
     def evaluate(self, session, run_dir, snapshot_path):
         if session.rank != 0:

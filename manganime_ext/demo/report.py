@@ -14,7 +14,8 @@ from typing import Dict, List, Optional
 import numpy as np
 import PIL.Image
 
-from manganime_ext.conditioning.figures import save_png, tile
+from manganime_ext.conditioning.figures import tile
+from manganime_ext.io.pictures import save_png
 from manganime_ext.io.frame_store import FrameStore
 from manganime_ext.io.manga import list_pages
 from stylegan2_ada.dnnlib.util import atomic_write

@@ -13,7 +13,7 @@ import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 
-from manganime_ext.io.outputs import atomic_file
+from manganime_ext.io.pictures import pyplot, save_plot
 
 ROW_NAMES = ("ground truth", "projection", "interpolation")
 GAP = 2  # white pixels between tiles
@@ -55,11 +55,6 @@ def study_figure(truth: Sequence[np.ndarray], projection: Sequence[np.ndarray], 
     return tile_rows([truth, projection, interpolation], ROW_NAMES if labels else None)
 
 
-def save_png(image: np.ndarray, path: str) -> None:
-    with atomic_file(path) as f:
-        PIL.Image.fromarray(image).save(f, format="png")
-
-
 def plot_frames(times: Sequence[float], series: Dict[str, Sequence[float]], distance_name: str,
                 shot_starts: Sequence[float], path: str, title: str = "") -> None:
     """PSNR (and the distance) of every projected frame over time, with the cuts marked; PNG at ``path``.
@@ -67,11 +62,7 @@ def plot_frames(times: Sequence[float], series: Dict[str, Sequence[float]], dist
     ``series`` maps a label (``"projection"``, ``"after tuning"``...) to per-frame PSNR values; a key
     ``"distance"`` (and ``"distance after tuning"``) holds distances for the second panel.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True)
     panels: List[Tuple[object, str]] = [(top, "PSNR (dB), higher is better"),
                                         (bottom, f"{distance_name}, lower is better")]
@@ -87,7 +78,4 @@ def plot_frames(times: Sequence[float], series: Dict[str, Sequence[float]], dist
     bottom.set_xlabel("time in the video (s); dashed: cold starts (first frame, cuts)")
     if title:
         top.set_title(title, fontsize=9)
-    fig.tight_layout()
-    with atomic_file(path) as f:
-        fig.savefig(f, format="png", dpi=100)
-    plt.close(fig)
+    save_plot(fig, path)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from manganime_ext.io.json_files import write_json
+from manganime_ext.io.pictures import save_png
 from manganime_ext.io.outputs import atomic_output_dir, refuse_existing
 from manganime_ext.io.video import write_mp4
 from stylegan2_ada import dnnlib, legacy
@@ -263,6 +264,6 @@ def figure(network: str, projection: str, out: str, *, video: Optional[str] = No
     projected = render(G, ws[picks], device)
     between = render(G, interpolation.lerp(ws[first], ws[last], t), device)
     picture = figures.study_figure(list(truth), list(projected), list(between), labels=labels)
-    figures.save_png(picture, out)
+    save_png(picture, out)
     log(f"figure: frames {numbers[first]}..{numbers[last]} of {video} in {columns} columns -> {out}")
     return dict(frames=[int(numbers[p]) for p in picks], t=t.round(4).tolist())
