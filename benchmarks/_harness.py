@@ -377,8 +377,13 @@ def parse_precisions(text: str) -> List[str]:
     return names
 
 
+def workload_config(args: argparse.Namespace) -> Dict[str, Any]:
+    """What the workers build and time: the network size, batch and timing flags every bench script shares."""
+    return dict(resolution=args.resolution, channel_base=args.cbase, channel_max=args.cmax, batch=args.batch,
+                repeats=args.repeats, threads=args.threads, compile=args.compile)
+
+
 def main(parser: argparse.ArgumentParser, build: Callable[[Implementation, Dict[str, Any]], Any],
-         config_of: Callable[[argparse.Namespace], Dict[str, Any]],
          report: Callable[[argparse.Namespace, Dict[str, Any], List[Contender]], None]) -> None:
     """A bench script's entry point: worker mode, or check the flags and hand over to ``report``."""
     args = parser.parse_args()
@@ -394,7 +399,7 @@ def main(parser: argparse.ArgumentParser, build: Callable[[Implementation, Dict[
         problem = None if official is None else official_path_problem(official)
         if problem:
             raise BenchError(problem)
-        report(args, config_of(args), contenders(parse_precisions(args.precision), official))
+        report(args, workload_config(args), contenders(parse_precisions(args.precision), official))
     except BenchError as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         sys.exit(1)

@@ -146,11 +146,6 @@ def report(args: argparse.Namespace, config: Dict[str, Any], entrants: List[harn
         rounds=args.rounds, runs=summary, official_skipped=None if official else "no --official PATH given"))
 
 
-def config_of(args: argparse.Namespace) -> Dict[str, Any]:
-    return dict(resolution=args.resolution, channel_base=args.cbase, channel_max=args.cmax, batch=args.batch,
-                repeats=args.repeats, threads=args.threads, compile=args.compile)
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     harness.add_common_arguments(p, rounds=5)
@@ -163,4 +158,4 @@ def parser() -> argparse.ArgumentParser:
 
 
 if __name__ == "__main__":
-    harness.main(parser(), NetworkWorkloads, config_of, report)
+    harness.main(parser(), NetworkWorkloads, report)
