@@ -78,20 +78,28 @@ def run_all(data: str, root: str, seeds: Sequence[int], args: argparse.Namespace
     jobs = [(p, s) for s in seeds for p in PRECISIONS]
     folders: Dict[str, Dict[int, str]] = {p: {} for p in PRECISIONS}
     running: List[Any] = []
-    while jobs or running:
-        while jobs and len(running) < args.parallel:
-            precision, seed = jobs.pop(0)
-            outdir = os.path.join(root, f"{precision}-seed{seed}")
-            log = open(outdir + ".log", "w", encoding="utf-8")
-            proc = subprocess.Popen(train_command(data, outdir, precision, seed, args), stdout=log,
-                                    stderr=subprocess.STDOUT, env=env)
-            running.append((proc, log, precision, seed, outdir))
-        proc, log, precision, seed, outdir = running.pop(0)
-        if proc.wait() != 0:
-            raise harness.BenchError(f"training {precision} seed {seed} failed; see {outdir}.log")
-        log.close()
-        (folders[precision][seed],) = [os.path.join(outdir, d) for d in os.listdir(outdir)]
-        print(f"trained {precision} seed {seed}", flush=True)
+    try:
+        while jobs or running:
+            while jobs and len(running) < args.parallel:
+                precision, seed = jobs.pop(0)
+                outdir = os.path.join(root, f"{precision}-seed{seed}")
+                log = open(outdir + ".log", "w", encoding="utf-8")
+                proc = subprocess.Popen(train_command(data, outdir, precision, seed, args), stdout=log,
+                                        stderr=subprocess.STDOUT, env=env)
+                running.append((proc, log, precision, seed, outdir))
+            proc, log, precision, seed, outdir = running[0]
+            code = proc.wait()
+            running.pop(0)
+            log.close()
+            if code != 0:
+                raise harness.BenchError(f"training {precision} seed {seed} failed; see {outdir}.log")
+            (folders[precision][seed],) = [os.path.join(outdir, d) for d in os.listdir(outdir)]
+            print(f"trained {precision} seed {seed}", flush=True)
+    finally:  # a failed or interrupted benchmark leaves no training running behind it
+        for proc, log, *_ in running:
+            proc.kill()
+            proc.wait()
+            log.close()
     return folders
 
 
@@ -159,6 +167,8 @@ def summarise(folders: Dict[str, Dict[int, str]], data: str) -> Dict[str, Any]:
     for p in PRECISIONS:
         for s in seeds:
             G = final_G(folders[p][s])
+            if (p, s) == ("fp32", seeds[0]):
+                inference = inference_difference(G)
             runs[p][s] = dict(fid_standin=fid_standin(G, real),
                               late_means={k: late_mean(v) for k, v in curve_of[p][s].items()})
     distances = {}
@@ -178,7 +188,7 @@ def summarise(folders: Dict[str, Dict[int, str]], data: str) -> Dict[str, Any]:
         spread[name] = dict(fp32_min=min(fp32), fp32_max=max(fp32), fp32_mean=float(np.mean(fp32)),
                             bf16_min=min(bf16), bf16_max=max(bf16), bf16_mean=float(np.mean(bf16)))
     return dict(runs=runs, curve_distance=distances, spread=spread,
-                bf16_inference_on_fp32_weights=inference_difference(final_G(folders["fp32"][seeds[0]])))
+                bf16_inference_on_fp32_weights=inference)
 
 
 def report(summary: Dict[str, Any], args: argparse.Namespace) -> None:

@@ -145,3 +145,12 @@ def test_precision_quality_bench_compares_bf16_with_the_spread_of_fp32_seeds(tmp
 def test_precision_quality_bench_names_a_missing_dataset(tmp_path):
     result = bench("bench_precision_quality.py", "--data", str(tmp_path / "nope.zip"), "--kimg", "0.008")
     assert result.returncode != 0 and "nope.zip" in result.stderr.strip().splitlines()[-1]
+
+
+def test_precision_quality_bench_names_a_training_run_that_fails(tmp_path):
+    corrupt = tmp_path / "corrupt.zip"
+    corrupt.write_bytes(b"not a zip")
+    result = bench("bench_precision_quality.py", "--data", str(corrupt), "--kimg", "0.008", "--seeds", "0")
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert "training" in last and "failed" in last

@@ -113,7 +113,7 @@ def write_rollout(out: str, generated: np.ndarray, truth: Optional[np.ndarray], 
             save_png(figures.study_figure(truth[:count], generated[:count]), os.path.join(tmp, "figure.png"))
         else:
             save_png(figures.tile([list(generated[np.linspace(0, len(generated) - 1, 8).round().astype(int)])]),
-                             os.path.join(tmp, "figure.png"))
+                     os.path.join(tmp, "figure.png"))
 
 
 def rollout_to_folder(model: NextFramePredictor, out: str, steps: int, device: torch.device, *, video: Optional[str] = None,

@@ -15,9 +15,9 @@ import numpy as np
 import PIL.Image
 
 from manganime_ext.conditioning.figures import tile
-from manganime_ext.io.pictures import save_png
 from manganime_ext.io.frame_store import FrameStore
 from manganime_ext.io.manga import list_pages
+from manganime_ext.io.pictures import save_png
 from stylegan2_ada.dnnlib.util import atomic_write
 
 from .runner import record_path
