@@ -269,6 +269,8 @@ def _spawned(rank: int, options: Dict[str, Any], run_dir: str, gpus: int, init_m
 @click.option("--mbstd-group", type=click.IntRange(min=1), help="Override the minibatch-std group size")
 @click.option("--batch-gpu", type=click.IntRange(min=1), help="Samples per process per accumulation round")
 @click.option("--tick", type=click.FloatRange(min=0, min_open=True), default=4, show_default=True, help="Progress print interval in kimg")
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True),
+              help="Also stop after this many minutes of training, with the final snapshot as at --kimg")
 def main(**flags: Any) -> None:
     """Train a StyleGAN2-ADA network (official flags; see README)."""
     options = build_options(flags)
@@ -297,6 +299,7 @@ def build_options(flags: Dict[str, Any]) -> Dict[str, Any]:
                                   flags["batch_gpu"], flags["glr"], flags["dlr"], resuming=resume is not None))
     o.update(augmentation_options(flags["aug"], flags["p"], flags["target"], flags["augpipe"]))
     o.update(metrics=metrics, random_seed=flags["seed"], resume_pkl=resume, kimg_per_tick=flags["tick"],
+             max_minutes=flags["max_minutes"],
              precision=precision_option(flags["precision"], flags["fp32"]), compile_ops=flags["compile_ops"],
              image_snapshot_ticks=flags["snap"], network_snapshot_ticks=flags["snap"],
              cudnn_benchmark=not flags["nobench"], allow_tf32=flags["allow_tf32"],

@@ -108,6 +108,20 @@ def test_kill_9_then_resume_from_newest_snapshot(tmp_path):
     assert final["progress"]["cur_nimg"] == done_nimg + 8
 
 
+def test_max_minutes_stops_before_kimg_with_a_final_snapshot(tmp_path):
+    # 0.5 s of budget against 100 kimg: the run must stop on time, not at --kimg.
+    code, out = run_cli(f"--outdir={tmp_path}", f"--data={FIXTURE_ZIP}", "--kimg=100", "--tick=50", "--snap=1000",
+                        "--aug=noaug", "--max-minutes=0.008", *TINY)
+    assert code == 0, out
+    run = only_run_dir(tmp_path)
+    log = (run / "log.txt").read_text()
+    assert "Time budget of 0.008 minutes spent" in log
+    snapshots = sorted(run.glob("network-snapshot-*.pkl"))
+    final = legacy.load_network_pkl(str(snapshots[-1]))
+    assert 0 < final["progress"]["cur_nimg"] < 100_000
+    assert json.loads((run / "training_options.json").read_text())["max_minutes"] == 0.008
+
+
 def test_non_finite_loss_stops_with_tick_and_phase(tmp_path, monkeypatch):
     calls = {"n": 0}
     original = loss_module.StyleGAN2Loss.run_D

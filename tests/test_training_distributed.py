@@ -81,3 +81,21 @@ def test_cli_gpus_2_starts_two_cpu_processes(tmp_path):
     run = next(p for p in tmp_path.iterdir() if p.is_dir())
     assert "on 2 process(es)" in (run / "log.txt").read_text()
     assert list(run.glob("network-snapshot-*.pkl"))
+
+
+def test_max_minutes_stops_both_processes_at_the_same_step(tmp_path):
+    from click.testing import CliRunner
+
+    from stylegan2_ada import legacy, train
+    from training_helpers import FIXTURE_ZIP
+
+    # Rank 0's clock decides for both: were each rank to read its own, one would wait forever in an all-reduce.
+    args = [f"--outdir={tmp_path}", f"--data={FIXTURE_ZIP}", "--gpus=2", "--kimg=100", "--tick=50", "--snap=1000",
+            "--aug=noaug", "--max-minutes=0.01", "--cbase=128", "--cmax=16", "--map=2", "--workers=0", "--batch=8",
+            "--mbstd-group=2", "--fp32"]
+    result = CliRunner().invoke(train.main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    run = next(p for p in tmp_path.iterdir() if p.is_dir())
+    assert "Time budget of 0.01 minutes spent" in (run / "log.txt").read_text()
+    final = legacy.load_network_pkl(str(sorted(run.glob("network-snapshot-*.pkl"))[-1]))
+    assert 0 < final["progress"]["cur_nimg"] < 100_000

@@ -387,6 +387,16 @@ def training_loop(run_dir: str = ".", rank: int = 0, num_gpus: int = 1, device: 
     return session
 
 
+def _past_deadline(session: Session, deadline: Optional[float]) -> bool:
+    """Whether ``--max-minutes`` is spent: rank 0's clock decides for every process, so all stop at the same step."""
+    if deadline is None:
+        return False
+    late = torch.tensor([float(time.time() >= deadline)], device=session.device)
+    if session.num_gpus > 1:
+        torch.distributed.broadcast(late, src=0)
+    return bool(late.item())
+
+
 def _train(session: Session, run_dir: str, abort_fn: Optional[Callable[[], bool]]) -> None:
     """Steps and ticks until ``total_kimg`` (or ``abort_fn``), inside the run's precision scope."""
     opts = session.options
@@ -402,10 +412,15 @@ def _train(session: Session, run_dir: str, abort_fn: Optional[Callable[[], bool]
                bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} kimg")
     tick_start_time = time.time()
     maintenance = 0.0
+    deadline = start_time + opts["max_minutes"] * 60 if opts.get("max_minutes") else None
     while session.cur_nimg < total_nimg:
         training_step(session)
         bar.update(opts["batch_size"] / 1000)
-        done = session.cur_nimg >= total_nimg or bool(abort_fn and abort_fn())
+        out_of_time = _past_deadline(session, deadline)
+        if out_of_time:
+            log(session, f"Time budget of {opts['max_minutes']:g} minutes spent at kimg {session.cur_nimg / 1000:.1f}; "
+                         "stopping with a final snapshot.", run_dir)
+        done = session.cur_nimg >= total_nimg or out_of_time or bool(abort_fn and abort_fn())
         # Tick 0 ends after the first step, so a run shows its first numbers (and snapshot) at once.
         if not done and session.cur_tick != 0 and session.cur_nimg < session.tick_start_nimg + opts["kimg_per_tick"] * 1000:
             continue
