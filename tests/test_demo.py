@@ -36,6 +36,7 @@ def test_every_stage_runs_and_the_report_shows_it(demo_out):
     page = (demo_out / "index.html").read_text()
     for stage in STAGES:
         assert f"id='{stage.name}'" in page and "Not run yet" not in page
+    assert "kimg trained" in page and "numbers unavailable" not in page  # read back from the training log
     for path in ["stylegan2/network.pkl", "warpstyle/network.pkl", "paper/network.pkl", "evaluation/evaluation.json",
                  "rollout/rollout.mp4", "rollout/side_by_side.mp4", "rollout/figure.png", "pictures/frames.png"]:
         assert (demo_out / path).stat().st_size > 0, path

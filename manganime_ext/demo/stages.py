@@ -139,7 +139,8 @@ def _stylegan2(p: Layout, s: DemoSettings) -> List[Command]:
     if os.path.isdir(p("stylegan2/runs")):
         shutil.rmtree(p("stylegan2/runs"))  # a half-finished run is started again, not continued
     return [_py("stylegan2_ada.train", f"--outdir={p('stylegan2/runs')}", f"--data={p('data/frames.zip')}", "--mirror",
-                f"--kimg={s.gan_kimg}", f"--tick={max(s.gan_kimg / 6, 0.004):g}", "--snap=1000",
+                f"--kimg={s.gan_kimg}", f"--max-minutes={s.gan_minutes:g}", f"--tick={max(s.gan_kimg / 6, 0.004):g}",
+                "--snap=1000", f"--glr={s.gan_lr:g}", f"--dlr={s.gan_lr:g}",
                 f"--cfg={s.gan_cfg}", f"--gamma={s.gan_gamma:g}", f"--batch={s.gan_batch}", f"--cbase={s.gan_cbase}",
                 f"--cmax={s.gan_cmax}", "--map=2", "--aug=noaug", "--workers=1", f"--seed={s.seed}")]
 
@@ -149,6 +150,15 @@ def _keep_network(p: Layout, s: DemoSettings) -> None:
     shutil.copyfile(_newest(os.path.join(run, "network-snapshot-*.pkl")), p("stylegan2/network.pkl"))
     shutil.copyfile(_newest(os.path.join(run, "fakes0*.png")), p("stylegan2/fakes.png"))
     shutil.copyfile(os.path.join(run, "reals.png"), p("stylegan2/reals.png"))
+
+
+def _gan_numbers(p: Layout) -> Dict[str, object]:
+    """How far training got: the last tick line of the run's log, and whether the time budget ended it."""
+    log = open(os.path.join(_newest(p("stylegan2/runs/*")), "log.txt"), encoding="utf-8").read().splitlines()
+    ticks = [line.split() for line in log if line.startswith("tick ")]
+    fields = dict(zip(ticks[-1][0::2], ticks[-1][1::2])) if ticks else {}
+    return {"kimg trained": fields.get("kimg"), "sec/kimg (last tick)": fields.get("sec/kimg"),
+            "stopped by": "the time budget" if any("Time budget" in line for line in log) else "--kimg"}
 
 
 def _samples(p: Layout, s: DemoSettings) -> List[Command]:
@@ -254,7 +264,8 @@ STAGES: List[Stage] = [
           _unconditional_export),
     Stage("stylegan2", "StyleGAN2-ADA on the frames",
           "python -m stylegan2_ada.train on the frames of the training episodes; G_ema's samples at the end.",
-          _stylegan2, finish=_keep_network, pictures=("stylegan2/reals.png", "stylegan2/fakes.png")),
+          _stylegan2, finish=_keep_network, pictures=("stylegan2/reals.png", "stylegan2/fakes.png"),
+          numbers=_gan_numbers),
     Stage("samples", "Samples", "python -m stylegan2_ada.generate, seeds 0-15.", _samples,
           pictures=("pictures/samples.png",)),
     Stage("paper", "The study's conditioning (paper)",
