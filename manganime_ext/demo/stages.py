@@ -154,7 +154,8 @@ def _keep_network(p: Layout, s: DemoSettings) -> None:
 
 def _gan_numbers(p: Layout) -> Dict[str, object]:
     """How far training got: the last tick line of the run's log, and whether the time budget ended it."""
-    log = open(os.path.join(_newest(p("stylegan2/runs/*")), "log.txt"), encoding="utf-8").read().splitlines()
+    with open(os.path.join(_newest(p("stylegan2/runs/*")), "log.txt"), encoding="utf-8") as f:
+        log = f.read().splitlines()
     ticks = [line.split() for line in log if line.startswith("tick ")]
     fields = dict(zip(ticks[-1][0::2], ticks[-1][1::2])) if ticks else {}
     return {"kimg trained": fields.get("kimg"), "sec/kimg (last tick)": fields.get("sec/kimg"),

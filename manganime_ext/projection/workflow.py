@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from manganime_ext.io.json_files import write_json
-from manganime_ext.io.pictures import save_png
 from manganime_ext.io.outputs import atomic_output_dir, refuse_existing
+from manganime_ext.io.pictures import save_png
 from manganime_ext.io.video import write_mp4
 from stylegan2_ada import dnnlib, legacy
 from stylegan2_ada.projector import DistanceUnavailable, ImageDistance, load_distance

@@ -388,13 +388,18 @@ def training_loop(run_dir: str = ".", rank: int = 0, num_gpus: int = 1, device: 
 
 
 def _past_deadline(session: Session, deadline: Optional[float]) -> bool:
-    """Whether ``--max-minutes`` is spent: rank 0's clock decides for every process, so all stop at the same step."""
+    """Whether ``--max-minutes`` is spent: rank 0's clock decides for every process, so all stop at the same step.
+
+    A single process only reads its clock; the broadcast (and its device sync) is paid only where several
+    processes must agree."""
     if deadline is None:
         return False
-    late = torch.tensor([float(time.time() >= deadline)], device=session.device)
-    if session.num_gpus > 1:
-        torch.distributed.broadcast(late, src=0)
-    return bool(late.item())
+    late = time.time() >= deadline
+    if session.num_gpus == 1:
+        return late
+    flag = torch.tensor([float(late)], device=session.device)
+    torch.distributed.broadcast(flag, src=0)
+    return bool(flag.item())
 
 
 def _train(session: Session, run_dir: str, abort_fn: Optional[Callable[[], bool]]) -> None:
