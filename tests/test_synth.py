@@ -41,6 +41,25 @@ def test_frames_deterministic_on_twos_and_cartoon_like():
     assert len(colours) < 1500, "flat colours (plus anti-aliasing and a sky gradient), not noise"
 
 
+def test_cast_recurs_and_keeps_the_shots():
+    """With a cast every character is one of its members; the shots themselves (lengths, positions,
+    poses, backgrounds) are those of the series without a cast."""
+    free = anime.make_episodes(2, 240, 24, 12, (12, 24), seed=5)
+    cast = anime.make_episodes(2, 240, 24, 12, (12, 24), seed=5, cast=3)
+    looks = set(anime.make_cast(3, 5))
+    seen, free_looks = set(), set()
+    for a, b in zip(free, cast):
+        assert [s.frames for s in a.shots] == [s.frames for s in b.shots]
+        for sa, sb in zip(a.shots, b.shots):
+            assert sa.sky == sb.sky and [c.x for c in sa.characters] == [c.x for c in sb.characters]
+            seen |= {(c.skin, c.shirt, c.pants, c.hair) for c in sb.characters}
+            free_looks |= {(c.skin, c.shirt, c.pants, c.hair) for c in sa.characters}
+    assert seen <= looks and len(seen) >= 2
+    assert len(free_looks) > 3, "without a cast, characters are new in every shot"
+    with pytest.raises(anime.SynthError, match="--cast"):
+        anime.make_cast(10 ** 6, 0)
+
+
 def test_pages_are_greyscale_with_panels(tiny_series):
     out, _ = tiny_series
     page = PIL.Image.open(sorted((out / "manga").glob("*.png"))[0])

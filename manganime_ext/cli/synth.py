@@ -18,13 +18,15 @@ from manganime_ext.synthetic import anime
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--intro-seconds", default=3.0, show_default=True, type=click.FloatRange(min=0))
 @click.option("--outro-seconds", default=2.0, show_default=True, type=click.FloatRange(min=0))
+@click.option("--cast", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Recurring characters the whole series draws from (0: new characters in every shot).")
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
 @user_errors
-def synth(out, episodes, seconds, resolution, fps, seed, intro_seconds, outro_seconds, force) -> None:
+def synth(out, episodes, seconds, resolution, fps, seed, intro_seconds, outro_seconds, cast, force) -> None:
     """Write the synthetic series: cartoon episodes, their manga volume and the ground truth."""
     with tqdm.tqdm(total=episodes * int(round(seconds * fps)), unit="frame", desc="synth") as bar:
         anime.write_series(out, episodes, seconds, resolution, fps, seed, intro_seconds, outro_seconds,
-                           force=force, progress=bar.update)
+                           cast=cast, force=force, progress=bar.update)
 
 
 @click.command(name="truth")

@@ -95,8 +95,29 @@ def _even(n: float) -> int:
     return max(2, 2 * int(round(n / 2)))
 
 
-def make_shot(rnd: np.random.RandomState, frames: int, kind: str = "scene") -> Shot:
-    """A random shot: background, 1-3 characters, a few props, a camera pan (sometimes still)."""
+Look = Tuple[Colour, Colour, Colour, Colour]  # skin, shirt, pants, hair
+
+
+def make_cast(size: int, seed: int) -> List[Look]:
+    """A recurring cast: ``size`` distinct looks (skin, shirt, pants, hair) that every shot draws from,
+    as a real series' characters keep their design from shot to shot."""
+    rnd = np.random.RandomState([seed, 7])
+    looks = [(s, sh, p, h) for s in SKINS for sh in CLOTHES for p in CLOTHES for h in HAIR if sh != p]
+    if not 1 <= size <= len(looks):
+        raise SynthError(f"--cast {size}: choose 1 to {len(looks)} characters (0 = new characters every shot)")
+    return [tuple(map(tuple, looks[i])) for i in rnd.choice(len(looks), size, replace=False)]
+
+
+def _cast_member(cast: Sequence[Look], drawn: Character, index: int) -> Look:
+    """The cast member who plays a character: chosen from the random looks already drawn, so that the
+    shots' random stream (positions, poses, timing) is the same with and without a cast."""
+    key = sum(k * sum(colour) for k, colour in enumerate((drawn.skin, drawn.shirt, drawn.pants, drawn.hair), 1))
+    return cast[(key + index) % len(cast)]
+
+
+def make_shot(rnd: np.random.RandomState, frames: int, kind: str = "scene", cast: Optional[Sequence[Look]] = None) -> Shot:
+    """A random shot: background, 1-3 characters, a few props, a camera pan (sometimes still); with a
+    ``cast``, the characters are its members (distinct within the shot while the cast is big enough)."""
     pan = float(rnd.choice([0.0, 1.0, -1.0])) * rnd.uniform(0.002, 0.006)
     span = abs(pan) * frames + 1.5
     characters = [Character(
@@ -105,6 +126,9 @@ def make_shot(rnd: np.random.RandomState, frames: int, kind: str = "scene") -> S
         speed=float(rnd.choice([0.0, 1.0, -1.0])) * rnd.uniform(0.002, 0.006),
         poses=list(rnd.randint(len(POSES), size=frames // 8 + 1)), pose_frames=int(rnd.choice([8, 12, 16])))
         for _ in range(rnd.randint(1, 4))]
+    if cast:
+        for i, c in enumerate(characters):
+            c.skin, c.shirt, c.pants, c.hair = _cast_member(cast, characters[0], i)
     props = [Prop(kind=PROPS[rnd.randint(len(PROPS))], x=rnd.uniform(-0.7, span - 0.5), y=rnd.uniform(0.62, 0.75),
                   size=rnd.uniform(0.15, 0.35), colour=_colour(rnd, CLOTHES)) for _ in range(rnd.randint(2, 5))]
     return Shot(frames=frames, kind=kind, sky=SKIES[rnd.randint(len(SKIES))], ground=_colour(rnd, GROUNDS),
@@ -313,24 +337,26 @@ def _split(rnd: np.random.RandomState, total: int, lo: int, hi: int) -> List[int
     return lengths
 
 
-def _credits_shot(rnd: np.random.RandomState, frames: int) -> Shot:
-    shot = make_shot(rnd, frames, "credits")
+def _credits_shot(rnd: np.random.RandomState, frames: int, cast: Optional[Sequence[Look]]) -> Shot:
+    shot = make_shot(rnd, frames, "credits", cast)
     shot.characters = shot.characters[:1]
     shot.characters[0].x, shot.characters[0].speed = 0.22, 0.0
     return shot
 
 
 def make_episodes(episodes: int, frames: int, intro: int, outro: int, shot_frames: Tuple[int, int],
-                  seed: int) -> List[Episode]:
-    """The shot lists of a series: one shared intro (title + character shot) and outro, random bodies."""
+                  seed: int, cast: int = 0) -> List[Episode]:
+    """The shot lists of a series: one shared intro (title + character shot) and outro, random bodies;
+    ``cast`` > 0 gives the series that many recurring characters (0: new characters in every shot)."""
+    looks = make_cast(cast, seed) if cast else None
     series = np.random.RandomState(seed)
     title = _even(intro * 0.6)
-    intro_shots = [make_shot(series, title, "title"), make_shot(series, intro - title)] if intro > 2 else []
-    outro_shots = [_credits_shot(series, outro)] if outro else []
+    intro_shots = [make_shot(series, title, "title", looks), make_shot(series, intro - title, cast=looks)] if intro > 2 else []
+    outro_shots = [_credits_shot(series, outro, looks)] if outro else []
     out = []
     for e in range(episodes):
         rnd = np.random.RandomState([seed, e + 1])
-        body = [make_shot(rnd, n) for n in _split(rnd, frames - intro - outro, *shot_frames)]
+        body = [make_shot(rnd, n, cast=looks) for n in _split(rnd, frames - intro - outro, *shot_frames)]
         out.append(Episode(intro_shots + body + outro_shots, len(intro_shots), len(outro_shots)))
     return out
 
@@ -366,7 +392,7 @@ def _page_keys(rnd: np.random.RandomState, episode: Episode, first: int, last: i
 
 def write_series(out: str, episodes: int = 3, seconds: float = 30.0, resolution: int = 128, fps: int = 24,
                  seed: int = 0, intro_seconds: float = 3.0, outro_seconds: float = 2.0,
-                 shot_seconds: Tuple[float, float] = (1.0, 3.0), force: bool = False,
+                 shot_seconds: Tuple[float, float] = (1.0, 3.0), cast: int = 0, force: bool = False,
                  progress: Optional[Callable[[int], None]] = None) -> dict:
     """Write the series to folder ``out`` (all at once, at the end) and return the ground truth.
 
@@ -379,8 +405,8 @@ def write_series(out: str, episodes: int = 3, seconds: float = 30.0, resolution:
         raise SynthError("--episodes, --resolution (>= 16) and --fps must be positive")
     if frames - intro - outro < lo:
         raise SynthError(f"--seconds {seconds}: episodes must be longer than the intro + outro + one shot")
-    series = make_episodes(episodes, frames, intro, outro, (lo, hi), seed)
-    truth = {"fps": fps, "resolution": resolution, "seed": seed, "pages": 0, "episodes": []}
+    series = make_episodes(episodes, frames, intro, outro, (lo, hi), seed, cast)
+    truth = {"fps": fps, "resolution": resolution, "seed": seed, "cast": cast, "pages": 0, "episodes": []}
     with atomic_output_dir(out, force) as tmp:
         os.makedirs(os.path.join(tmp, "episodes"))
         os.makedirs(os.path.join(tmp, "manga"))
