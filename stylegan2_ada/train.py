@@ -266,6 +266,8 @@ def _spawned(rank: int, options: Dict[str, Any], run_dir: str, gpus: int, init_m
 @click.option("--map", "map_layers", type=click.IntRange(min=1), help="Override the mapping network depth")
 @click.option("--glr", type=click.FloatRange(min=0, min_open=True), help="Override the G learning rate")
 @click.option("--dlr", type=click.FloatRange(min=0, min_open=True), help="Override the D learning rate")
+@click.option("--ema-rampup", type=click.FloatRange(min=0, min_open=True),
+              help="Override the G_ema ramp-up: half-life at most this fraction of the images seen so far")
 @click.option("--mbstd-group", type=click.IntRange(min=1), help="Override the minibatch-std group size")
 @click.option("--batch-gpu", type=click.IntRange(min=1), help="Samples per process per accumulation round")
 @click.option("--tick", type=click.FloatRange(min=0, min_open=True), default=4, show_default=True, help="Progress print interval in kimg")
@@ -297,6 +299,8 @@ def build_options(flags: Dict[str, Any]) -> Dict[str, Any]:
                              flags["mbstd_group"], flags["fp32"], flags["nhwc"], flags["freezed"]))
     o.update(optimisation_options(spec, flags["cfg"], gpus, flags["gamma"], flags["kimg"], flags["batch"],
                                   flags["batch_gpu"], flags["glr"], flags["dlr"], resuming=resume is not None))
+    if flags["ema_rampup"] is not None:
+        o["ema_rampup"] = flags["ema_rampup"]
     o.update(augmentation_options(flags["aug"], flags["p"], flags["target"], flags["augpipe"]))
     o.update(metrics=metrics, random_seed=flags["seed"], resume_pkl=resume, kimg_per_tick=flags["tick"],
              max_minutes=flags["max_minutes"],

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 import zipfile
 from pathlib import Path
 
@@ -169,6 +170,26 @@ def test_dry_run_prints_options_and_writes_nothing(tmp_path):
     code, out = run_cli(f"--outdir={tmp_path / 'runs'}", f"--data={FIXTURE_ZIP}", "--dry-run", "--aug=noaug")
     assert code == 0 and '"batch_size"' in out and "Dry run" in out
     assert not (tmp_path / "runs").exists()
+
+
+def test_ema_rampup_overrides_the_cfg_and_sets_the_half_life(tmp_path):
+    flags = [f"--outdir={tmp_path / 'runs'}", f"--data={FIXTURE_ZIP}", "--dry-run", "--aug=noaug", "--cfg=cifar"]
+    code, out = run_cli(*flags)
+    assert code == 0 and '"ema_rampup": 0.05' in out  # the cifar config's own ramp-up
+    code, out = run_cli(*flags, "--ema-rampup=0.3")
+    assert code == 0 and '"ema_rampup": 0.3' in out
+
+    from stylegan2_ada.training import training_loop as loop
+    G, G_ema = torch.nn.Linear(1, 1, bias=False), torch.nn.Linear(1, 1, bias=False)
+    G.weight.data.fill_(1.0)
+    G_ema.weight.data.fill_(0.0)
+    session = types.SimpleNamespace(options=dict(ema_kimg=500, ema_rampup=0.3, batch_size=8), cur_nimg=8000,
+                                    task=types.SimpleNamespace(ema={"G_ema": "G"}),
+                                    networks={"G": G, "G_ema": G_ema})
+    loop._update_ema(session)  # half-life min(500k, 0.3 * 8000 = 2400 images): beta = 0.5 ** (8 / 2400)
+    assert G_ema.weight.item() == pytest.approx(1 - 0.5 ** (8 / 2400), rel=1e-5)
+    bad = CliRunner().invoke(train.main, flags + ["--ema-rampup=0"])
+    assert bad.exit_code == 2 and "--ema-rampup" in bad.output
 
 
 def test_auto_cfg_reproduces_the_studys_numbers():
