@@ -75,7 +75,7 @@ def _read(path: str) -> dict:
 def _series(p: Layout, s: DemoSettings) -> List[CommandOrLater]:
     return [_tool("synth", "--out", p("series"), "--episodes", s.episodes, "--seconds", s.seconds,
                   "--resolution", s.source_resolution, "--seed", s.seed, "--intro-seconds", s.intro_seconds,
-                  "--outro-seconds", s.outro_seconds, "--force"),
+                  "--outro-seconds", s.outro_seconds, "--cast", s.cast, "--force"),
             lambda: _tool("frames", "--out", p("stores"), "--stride", 2, "--resolution", s.resolution, "--force",
                           *sorted(glob.glob(p("series/episodes/*.mp4"))))]
 
