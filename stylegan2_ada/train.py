@@ -120,9 +120,16 @@ def network_options(spec: CfgSpec, cfg: str, cbase: Optional[int], cmax: Optiona
     return dict(G_kwargs=G_kwargs, D_kwargs=D_kwargs)
 
 
+def _ema_rampup(spec: CfgSpec, override: Optional[float], resuming: bool) -> Optional[float]:
+    """--ema-rampup when given; else the preset's, except when resuming (the average is already long)."""
+    if override is not None:
+        return override
+    return None if resuming else spec.ramp
+
+
 def optimisation_options(spec: CfgSpec, cfg: str, gpus: int, gamma: Optional[float], kimg: Optional[int],
                          batch: Optional[int], batch_gpu: Optional[int], glr: Optional[float],
-                         dlr: Optional[float], resuming: bool) -> Dict[str, Any]:
+                         dlr: Optional[float], ema_rampup: Optional[float], resuming: bool) -> Dict[str, Any]:
     batch_size = batch if batch is not None else spec.batch
     if batch_size % gpus != 0:
         raise click.BadParameter(f"{batch_size} is not divisible by --gpus={gpus}", param_hint="--batch")
@@ -138,7 +145,7 @@ def optimisation_options(spec: CfgSpec, cfg: str, gpus: int, gamma: Optional[flo
         D_opt_kwargs=dict(lr=dlr if dlr is not None else spec.lrate, betas=[0, 0.99], eps=1e-8),
         loss_kwargs=loss_kwargs, total_kimg=kimg if kimg is not None else spec.kimg,
         batch_size=batch_size, batch_gpu=batch_gpu, ema_kimg=spec.ema,
-        ema_rampup=None if resuming else spec.ramp, G_reg_interval=4, D_reg_interval=16)
+        ema_rampup=_ema_rampup(spec, ema_rampup, resuming), G_reg_interval=4, D_reg_interval=16)
 
 
 def augmentation_options(aug: str, p: Optional[float], target: Optional[float], augpipe: str) -> Dict[str, Any]:
@@ -298,9 +305,8 @@ def build_options(flags: Dict[str, Any]) -> Dict[str, Any]:
     o.update(network_options(spec, flags["cfg"], flags["cbase"], flags["cmax"], flags["map_layers"],
                              flags["mbstd_group"], flags["fp32"], flags["nhwc"], flags["freezed"]))
     o.update(optimisation_options(spec, flags["cfg"], gpus, flags["gamma"], flags["kimg"], flags["batch"],
-                                  flags["batch_gpu"], flags["glr"], flags["dlr"], resuming=resume is not None))
-    if flags["ema_rampup"] is not None:
-        o["ema_rampup"] = flags["ema_rampup"]
+                                  flags["batch_gpu"], flags["glr"], flags["dlr"], flags["ema_rampup"],
+                                  resuming=resume is not None))
     o.update(augmentation_options(flags["aug"], flags["p"], flags["target"], flags["augpipe"]))
     o.update(metrics=metrics, random_seed=flags["seed"], resume_pkl=resume, kimg_per_tick=flags["tick"],
              max_minutes=flags["max_minutes"],

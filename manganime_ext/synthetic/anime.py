@@ -105,7 +105,7 @@ def make_cast(size: int, seed: int) -> List[Look]:
     looks = [(s, sh, p, h) for s in SKINS for sh in CLOTHES for p in CLOTHES for h in HAIR if sh != p]
     if not 1 <= size <= len(looks):
         raise SynthError(f"--cast {size}: choose 1 to {len(looks)} characters (0 = new characters every shot)")
-    return [tuple(map(tuple, looks[i])) for i in rnd.choice(len(looks), size, replace=False)]
+    return [looks[i] for i in rnd.choice(len(looks), size, replace=False)]
 
 
 def _cast_member(cast: Sequence[Look], drawn: Character, index: int) -> Look:
