@@ -29,8 +29,8 @@ class DemoSettings:
     gan_minutes: float = 14.0
     gan_cfg: str = "cifar"
     gan_gamma: float = 3.0
-    gan_lr: float = 0.008  # G
-    gan_dlr: float = 0.004  # D
+    gan_glr: float = 0.008
+    gan_dlr: float = 0.004
     gan_cbase: int = 1024
     gan_cmax: int = 64
     gan_batch: int = 8

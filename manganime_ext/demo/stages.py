@@ -140,7 +140,7 @@ def _stylegan2(p: Layout, s: DemoSettings) -> List[Command]:
         shutil.rmtree(p("stylegan2/runs"))  # a half-finished run is started again, not continued
     return [_py("stylegan2_ada.train", f"--outdir={p('stylegan2/runs')}", f"--data={p('data/frames.zip')}", "--mirror",
                 f"--kimg={s.gan_kimg}", f"--max-minutes={s.gan_minutes:g}", f"--tick={max(s.gan_kimg / 6, 0.004):g}",
-                "--snap=1000", f"--glr={s.gan_lr:g}", f"--dlr={s.gan_dlr:g}",
+                "--snap=1000", f"--glr={s.gan_glr:g}", f"--dlr={s.gan_dlr:g}",
                 f"--cfg={s.gan_cfg}", f"--gamma={s.gan_gamma:g}", f"--batch={s.gan_batch}", f"--cbase={s.gan_cbase}",
                 f"--cmax={s.gan_cmax}", "--map=2", "--aug=noaug", "--workers=1", f"--seed={s.seed}")]
 
