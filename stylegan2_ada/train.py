@@ -12,7 +12,7 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import click
 import torch
@@ -236,6 +236,12 @@ def _spawned(rank: int, options: Dict[str, Any], run_dir: str, gpus: int, init_m
     run_process(rank, options, run_dir, gpus, init_method)
 
 
+def bool_option(name: str, help: str) -> Callable:
+    """A boolean option spelt either way: ``--mirror=1`` as the official release writes it, or a bare ``--mirror``."""
+    return click.option(name, type=bool, is_flag=False, flag_value=True, default=False, show_default=True,
+                        metavar="BOOL", help=help)
+
+
 @click.command()
 @click.option("--outdir", help="Where to save the results", metavar="DIR", required=True)
 @click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True,
@@ -245,9 +251,9 @@ def _spawned(rank: int, options: Dict[str, Any], run_dir: str, gpus: int, init_m
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed")
 @click.option("--dry-run", is_flag=True, help="Print the training options and exit")
 @click.option("--data", help="Training data (directory or zip)", metavar="PATH", required=True)
-@click.option("--cond", is_flag=True, help="Train a conditional model on the dataset labels")
+@bool_option("--cond", "Train a conditional model on the dataset labels")
 @click.option("--subset", type=click.IntRange(min=1), help="Train on this many images only")
-@click.option("--mirror", is_flag=True, help="Add x-flipped copies of the images (doubles the dataset)")
+@bool_option("--mirror", "Add x-flipped copies of the images (doubles the dataset)")
 @click.option("--cfg", type=click.Choice(list(CFG_SPECS)), default="auto", show_default=True, help="Base configuration")
 @click.option("--gamma", type=click.FloatRange(min=0), help="Override the R1 gamma")
 @click.option("--kimg", type=click.FloatRange(min=0, min_open=True), help="Override the training length in thousands of images (fractions allowed)")
@@ -259,14 +265,14 @@ def _spawned(rank: int, options: Dict[str, Any], run_dir: str, gpus: int, init_m
 @click.option("--resume", default="noresume", show_default=True,
               help="Resume from a network pickle (path, URL, or ffhq256/ffhq512/ffhq1024/celebahq256/lsundog256)")
 @click.option("--freezed", type=click.IntRange(min=0), default=0, show_default=True, help="Freeze-D: number of D layers to freeze")
-@click.option("--fp32", is_flag=True, help="Disable mixed precision")
+@bool_option("--fp32", "Disable mixed precision")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
               help="Type of the reduced-precision layers: auto = fp16 on CUDA, bf16 on CPUs where it pays, else fp32")
-@click.option("--nhwc", is_flag=True, help="Use NHWC memory format with FP16")
+@bool_option("--nhwc", "Use NHWC memory format with FP16")
 @click.option("--compile", "compile_ops", is_flag=True,
               help="torch.compile the bias_act/upfirdn2d kernels (slow first steps; unmeasured on GPUs)")
-@click.option("--nobench", is_flag=True, help="Disable cuDNN benchmarking")
-@click.option("--allow-tf32", is_flag=True, help="Allow TF32 for matmul and convolutions")
+@bool_option("--nobench", "Disable cuDNN benchmarking")
+@bool_option("--allow-tf32", "Allow TF32 for matmul and convolutions")
 @click.option("--workers", type=click.IntRange(min=0), default=3, show_default=True, help="DataLoader worker processes")
 @click.option("--cbase", type=click.IntRange(min=1), help="Override the capacity multiplier (channel_base)")
 @click.option("--cmax", type=click.IntRange(min=1), help="Override the max feature maps (channel_max)")

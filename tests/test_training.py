@@ -154,6 +154,8 @@ def _unlabelled_zip(path: Path) -> str:
     (["--aug=fixed"], "--p"),
     (["--batch=3", "--batch-gpu=2"], "--batch-gpu"),
     (["--cond"], "--cond"),
+    (["--cond=1"], "--cond"),
+    (["--mirror=maybe"], "--mirror"),
     (["--data=/nonexistent/data.zip"], "--data"),
 ])
 def test_bad_flags_give_one_line_and_no_run_dir(tmp_path, flags, mentions):
@@ -170,6 +172,18 @@ def test_dry_run_prints_options_and_writes_nothing(tmp_path):
     code, out = run_cli(f"--outdir={tmp_path / 'runs'}", f"--data={FIXTURE_ZIP}", "--dry-run", "--aug=noaug")
     assert code == 0 and '"batch_size"' in out and "Dry run" in out
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("spelling, xflip", [("--mirror=1", True), ("--mirror", True), ("--mirror=0", False),
+                                              ("--mirror=false", False)])
+def test_boolean_flags_take_the_official_spelling_or_none(tmp_path, spelling, xflip):
+    """Users of the official release write ``--mirror=1``; a bare ``--mirror`` means the same."""
+    code, out = run_cli(f"--outdir={tmp_path / 'runs'}", f"--data={FIXTURE_ZIP}", "--dry-run", spelling,
+                        "--fp32=1", "--aug=noaug")
+    assert code == 0
+    options = json.loads(out[out.index("{"):out.rindex("}") + 1])
+    assert options["training_set_kwargs"]["xflip"] is xflip
+    assert ("-mirror-" in out) is xflip and "-fp32" in out      # the run directory's name
 
 
 def test_ema_rampup_overrides_the_cfg_and_sets_the_half_life(tmp_path):
