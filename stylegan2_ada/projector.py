@@ -227,12 +227,19 @@ class ProjectionSchedule:
 @torch.no_grad()
 def w_statistics(G: torch.nn.Module, num_samples: int = 10000, device: Optional[torch.device] = None,
                  batch: int = 2000) -> Tuple[torch.Tensor, float]:
-    """Mean w and its spread sqrt(E|w - mean|^2), from ``num_samples`` z drawn from a fixed stream."""
+    """Mean w and its spread sqrt(E|w - mean|^2), from ``num_samples`` z drawn from a fixed stream.
+
+    A conditional ``G`` gets a class drawn uniformly for each z, so that the statistics describe the
+    W it was trained to cover, not the off-manifold image of an all-zero label.
+    """
     device = device or next(G.parameters()).device
-    z_all = torch.from_numpy(np.random.RandomState(W_STATS_SEED).randn(num_samples, G.z_dim)).float()
-    label = torch.zeros([1, G.c_dim], device=device)  # unconditional; a conditional G gets the zero label
-    ws = torch.cat([G.mapping(z.to(device), label.expand(len(z), -1))[:, 0]
-                    for z in z_all.split(batch)]).double()
+    rnd = np.random.RandomState(W_STATS_SEED)
+    z_all = torch.from_numpy(rnd.randn(num_samples, G.z_dim)).float()
+    labels = torch.zeros([num_samples, G.c_dim])
+    if G.c_dim:
+        labels[torch.arange(num_samples), torch.from_numpy(rnd.randint(G.c_dim, size=num_samples))] = 1
+    ws = torch.cat([G.mapping(z.to(device), c.to(device))[:, 0]
+                    for z, c in zip(z_all.split(batch), labels.split(batch))]).double()
     mean = ws.mean(dim=0)
     spread = float((ws - mean).square().sum(dim=1).mean().sqrt())
     return mean.float(), spread

@@ -145,6 +145,35 @@ def test_unconditional_zip_loads_in_image_folder_dataset(config, tiny_series, tm
     assert np.array_equal(image.transpose(1, 2, 0), store[truth["episodes"][0]["intro"][1]])
 
 
+def test_page_labels_are_each_frames_manga_page(config, tiny_series, tmp_path):
+    """``--labels=page``: image k of the zip is the k-th supported frame, labelled with its true page."""
+    _, truth = tiny_series
+    out = tmp_path / "pages.zip"
+    result = run(export_unconditional, "--series", config, "--out", out, "--labels=page")
+    assert result.exit_code == 0, result.output
+    expected = []          # (episode, frame, page) from the ground truth's definitions
+    for e, ep in enumerate(truth["episodes"]):
+        excluded = {f for a, b in (ep["intro"], ep["outro"]) for f in range(a, b)}
+        for n in range(ep["frames"]):
+            if n not in excluded and n <= ep["boundaries"][-1]:
+                page = ep["page_range"][0] + next(i for i, b in enumerate(ep["boundaries"]) if n <= b)
+                expected.append((e, n, page))
+    ds = ImageFolderDataset(str(out), resolution=64, use_labels=True)
+    assert len(ds) == len(expected)
+    assert ds.label_dim == max(page for _, _, page in expected) + 1
+    assert [int(ds.get_label(k).argmax()) for k in range(len(ds))] == [page for _, _, page in expected]
+    stores = [ep["store"] for ep in json.loads(open(config).read())["episodes"]]
+    for k in (0, len(ds) // 2, len(ds) - 1):
+        e, n, _ = expected[k]
+        assert np.array_equal(ds[k][0].transpose(1, 2, 0), FrameStore(stores[e])[n])
+
+
+def test_unknown_label_kind_is_one_line(config, tmp_path):
+    result = run(export_unconditional, "--series", config, "--out", tmp_path / "x.zip", "--labels=shot")
+    assert result.exit_code != 0 and "--labels" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "x.zip").exists()
+
+
 @pytest.mark.parametrize("command", [export_unconditional, export_conditional])
 @pytest.mark.parametrize("case", ["missing_store", "page_range", "non_monotonic", "exists"])
 def test_bad_inputs_one_line_no_output(config, tmp_path, command, case):

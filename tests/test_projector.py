@@ -69,6 +69,19 @@ def test_ms_ssim_is_ssim_at_one_scale_and_ranks_damage():
     assert 0 < float(d(slightly, big)) < float(d(badly, big))
 
 
+def test_w_statistics_of_a_conditional_generator_cover_its_classes():
+    """The mean w of a conditional G is that of its classes (drawn uniformly), not of the zero label."""
+    G = tiny_generator(c_dim=3)
+    mean, spread = projector.w_statistics(G, 3000)
+    z = torch.from_numpy(np.random.RandomState(1).randn(3000, G.z_dim)).float()
+    with torch.no_grad():
+        per_class = torch.stack([G.mapping(z, torch.eye(3)[k].expand(3000, -1))[:, 0].mean(0) for k in range(3)])
+        zero_label = G.mapping(z, torch.zeros(3000, 3))[:, 0].mean(0)
+    error = (mean - per_class.mean(0)).norm()
+    assert error < 0.25 * (mean - zero_label).norm()
+    assert error < 0.1 * spread
+
+
 def test_batched_projections_equal_separate_ones():
     """Adam is elementwise and each image's loss is its own: batching must not change any result."""
     G = tiny_generator(noise_strength=0.3)

@@ -40,7 +40,9 @@ def check(series_path, shard) -> None:
 @click.command(name="export-unconditional")
 @series_option
 @click.option("--out", required=True, type=click.Path(), help="Output .zip (official StyleGAN2-ADA format).")
-@click.option("--labels", is_flag=True, help="Label each image with its episode's index (class-conditional).")
+@click.option("--labels", type=click.Choice(export.LABELS), is_flag=False, flag_value="episode", default=None,
+              help="Class-conditional set: label each image with its episode's index (bare --labels) or its "
+                   "manga page (--labels=page).")
 @click.option("--force", is_flag=True, help="Replace an existing output.")
 @user_errors
 def export_unconditional(series_path, out, labels, force) -> None:

@@ -1,7 +1,7 @@
 """The two datasets a series ends in: unconditional frames, and (frame, page, next frame) pairs.
 
 (a) **Unconditional**: every supported frame (exclusions dropped) as ``00000/img00000000.png ...``
-plus ``dataset.json`` (``{"labels": null}``, or the episode index per image), the official
+plus ``dataset.json`` (``{"labels": null}``, or the episode index or manga page per image), the official
 StyleGAN2-ADA zip that ``training.dataset.ImageFolderDataset`` and the official loader read.
 
 (b) **Conditional** (next-frame training): a self-contained zip with
@@ -130,23 +130,32 @@ def _png(pixels: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def export_unconditional(series: Series, episodes: Sequence[Episode], out: str, labels: bool = False,
+LABELS = ("episode", "page")
+
+
+def export_unconditional(series: Series, episodes: Sequence[Episode], out: str, labels: Optional[str] = None,
                          force: bool = False, progress_factory: Optional[ProgressFactory] = None) -> int:
     """Write the official-format zip of the episodes' supported frames to ``out``; return the image count.
 
-    ``labels``: label each image with its episode's index in the config (a class-conditional set).
+    ``labels`` makes a class-conditional set (train with ``--cond=1``): ``"episode"`` labels each image
+    with its episode's index in the config; ``"page"`` with the manga page it was drawn from (the page
+    number in the series, untagged stretches by the linear guess), so that a network can be asked for
+    frames of a given page. With page labels, frames after an episode's last page have no class and
+    are left out.
     """
+    if labels not in (None,) + LABELS:
+        raise ExportError(f"--labels: expected one of {', '.join(LABELS)}, got {labels!r}")
     refuse_existing(out, force)
     opened = [(ep, *open_episode(series, ep)) for ep in episodes]    # every error before any writing
-    total = sum(int(supported_mask(len(store), pf.exclusions).sum()) for _, store, pf in opened)
-    progress = progress_factory(total) if progress_factory else None
+    frames = [_labelled_frames(ep, len(store), pf, labels) for ep, store, pf in opened]
+    progress = progress_factory(sum(len(f) for f in frames)) if progress_factory else None
     count, label_list = 0, []
     with atomic_file(out) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
-        for ep, store, pf in opened:
-            for n in np.flatnonzero(supported_mask(len(store), pf.exclusions)):
+        for (ep, store, pf), chosen in zip(opened, frames):
+            for n, label in chosen:
                 name = f"{count // 1000:05d}/img{count:08d}.png"
                 zf.writestr(name, _png(np.asarray(store[n])))
-                label_list.append([name, ep.index])
+                label_list.append([name, label])
                 count += 1
                 if progress is not None:
                     progress(1)
@@ -154,6 +163,15 @@ def export_unconditional(series: Series, episodes: Sequence[Episode], out: str, 
             raise ExportError(f"{out}: the episodes have no supported frames (all excluded?)")
         zf.writestr("dataset.json", json.dumps({"labels": label_list if labels else None}))
     return count
+
+
+def _labelled_frames(ep: Episode, num_frames: int, pf: PageFunction, labels: Optional[str]) -> List[Tuple[int, int]]:
+    """(frame, class) of each frame to export: every supported frame, or with page labels those on a page."""
+    frames = np.flatnonzero(supported_mask(num_frames, pf.exclusions))
+    if labels != "page":
+        return [(int(n), ep.index) for n in frames]
+    pages = page_function.pages_of_frames(pf, frames)
+    return [(int(n), int(page)) for n, page in zip(frames, pages) if page >= 0]
 
 
 def _page_files(episodes: Sequence[Episode]) -> List[Tuple[str, int]]:
