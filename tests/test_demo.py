@@ -56,6 +56,17 @@ def test_rerun_skips_finished_stages_and_redo_reruns_the_rest(demo_out):
     assert [n for n in before if before[n] != after[n]] == later  # the stage named and those after it
 
 
+def test_gan_minutes_sets_the_training_budget(demo_out, tmp_path):
+    longer = tmp_path / "longer"
+    shutil.copytree(demo_out, longer)
+    done = demo(longer, "--gan-minutes", "0.75", "--redo", "stylegan2", "--until", "stylegan2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    (train,) = json.loads((longer / "stages/stylegan2.json").read_text())["commands"]
+    assert "--max-minutes=0.75" in train.split()
+    bad = demo(longer, "--gan-minutes", "0")
+    assert bad.returncode != 0 and "--gan-minutes" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_a_failing_stage_is_named_in_one_line(demo_out, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(demo_out, broken)

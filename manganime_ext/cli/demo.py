@@ -1,5 +1,7 @@
 """``python -m manganime_ext.cli.demo``: run the demo pipeline and write its report (parsing only)."""
 
+import dataclasses
+
 import click
 
 from manganime_ext.cli.errors import UserError
@@ -17,13 +19,16 @@ from manganime_ext.demo.stages import STAGES
 @click.option("--quick", is_flag=True, help="Tiny sizes (for tests): every stage runs, nothing looks good.")
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
               help="Torch threads per command (0 = torch's default).")
-def main(out, force, redo, until, quick, threads) -> None:
+@click.option("--gan-minutes", type=click.FloatRange(min=0, min_open=True),
+              help="StyleGAN2-ADA's time budget instead of the 20-minute demo's 14 (it still stops at 60 kimg); on "
+                   "an existing folder add --redo stylegan2.")
+def main(out, force, redo, until, quick, threads, gan_minutes) -> None:
     """The whole manGANime pipeline on the built-in synthetic series, then OUT/index.html."""
     settings = DemoSettings.quick() if quick else DemoSettings.full()
     if threads:
-        import dataclasses
-
         settings = dataclasses.replace(settings, threads=threads)
+    if gan_minutes:
+        settings = dataclasses.replace(settings, gan_minutes=gan_minutes)
     try:
         timings = runner.run(out, settings, force=force, redo=redo, until=until)
     except runner.DemoError as err:
