@@ -20,8 +20,8 @@ from manganime_ext.demo.stages import STAGES
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
               help="Torch threads per command (0 = torch's default).")
 @click.option("--gan-minutes", type=click.FloatRange(min=0, min_open=True),
-              help="StyleGAN2-ADA's time budget instead of the 20-minute demo's 14 (it still stops at 60 kimg); on "
-                   "an existing folder add --redo stylegan2.")
+              help=f"StyleGAN2-ADA's time budget instead of the 20-minute demo's {DemoSettings.gan_minutes:g} (it still "
+                   f"stops at {DemoSettings.gan_kimg:g} kimg); on an existing folder add --redo stylegan2.")
 def main(out, force, redo, until, quick, threads, gan_minutes) -> None:
     """The whole manGANime pipeline on the built-in synthetic series, then OUT/index.html."""
     settings = DemoSettings.quick() if quick else DemoSettings.full()

@@ -151,7 +151,7 @@ def export_unconditional(series: Series, episodes: Sequence[Episode], out: str, 
     progress = progress_factory(sum(len(f) for f in frames)) if progress_factory else None
     count, label_list = 0, []
     with atomic_file(out) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
-        for (ep, store, pf), chosen in zip(opened, frames):
+        for (_, store, _), chosen in zip(opened, frames):
             for n, label in chosen:
                 name = f"{count // 1000:05d}/img{count:08d}.png"
                 zf.writestr(name, _png(np.asarray(store[n])))
