@@ -38,6 +38,34 @@ def test_bias_act_gradients(act):
     check_both(lambda x, b: bias_act.bias_act(x, b, act=act, clamp=10.0), [x, b])
 
 
+@pytest.mark.parametrize("act", ["linear", "lrelu"])
+def test_bias_act_gradients_where_the_clamp_acts(act):
+    """Outputs beyond the clamp pass no gradient (first and second order); the backward skips the
+    mask only when no output reached the clamp, so here it must apply it."""
+    x = (torch.rand(2, 3, 3, 3, dtype=torch.float64) + 0.1) * torch.sign(torch.randn(2, 3, 3, 3, dtype=torch.float64))
+    x[0, 0] = 5.0  # clamped after the gain, well away from the kink at the clamp
+    x[1, 2] = -20.0  # lrelu: -20 * 0.2 * sqrt(2) is below -2 too
+    x.requires_grad_(True)
+    b = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    fn = lambda x, b: bias_act.bias_act(x, b, act=act, clamp=2.0)  # noqa: E731
+    (grad_x,) = torch.autograd.grad(fn(x, b).sum(), x)
+    assert (grad_x[0, 0] == 0).all() and (grad_x[0, 1] != 0).all()
+    assert (grad_x[1, 2] == 0).all() and (grad_x[1, 1] != 0).all()
+    check_both(fn, [x, b])
+
+
+def test_upfirdn2d_notices_a_filter_changed_in_place():
+    """The prepared taps are cached per filter tensor; changing the filter in place must not reuse them."""
+    f = upfirdn2d.setup_filter([1, 3, 3, 1])
+    x = torch.randn(1, 2, 6, 6)
+    before = upfirdn2d.upsample2d(x, f)
+    f.copy_(upfirdn2d.setup_filter([1, 1]).repeat_interleave(2, 0).repeat_interleave(2, 1) / 4)
+    after = upfirdn2d.upsample2d(x, f)
+    fresh = upfirdn2d.upsample2d(x, f.clone())
+    assert not torch.allclose(before, after)
+    assert torch.equal(after, fresh)
+
+
 @pytest.mark.parametrize("up,down,kernel", [(1, 1, 3), (2, 1, 3), (1, 2, 3), (2, 1, 1), (1, 2, 1)])
 @pytest.mark.parametrize("flip_weight", [True, False])
 def test_conv2d_resample_gradients(up, down, kernel, flip_weight):

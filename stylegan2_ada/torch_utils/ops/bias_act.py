@@ -113,6 +113,14 @@ def _piecewise_slope_grad(grad: torch.Tensor, y: torch.Tensor, slope: float, gai
     return grad
 
 
+def _reaches(y: torch.Tensor, clamp: float) -> bool:
+    """Whether any output sits at the clamp. On a CPU one min/max pass costs a fraction of building
+    the mask (|y|, the comparison and the masked fill), and with ``conv_clamp`` 256 in fp32 training
+    the clamp almost never acts; on a GPU reading the answer back would stall the stream."""
+    low, high = torch.aminmax(y)
+    return bool(high >= clamp) or bool(low <= -clamp)
+
+
 class _PiecewiseLinearBiasAct(torch.autograd.Function):
     """linear/lrelu bias_act with a hand-written gradient that needs only the output.
 
@@ -143,6 +151,8 @@ class _PiecewiseSlopeGrad(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, grad, y, slope, gain, clamp):
+        if clamp is not None and y.device.type == "cpu" and not _reaches(y, clamp):
+            clamp = None  # nothing was clamped, so there is nothing to mask
         ctx.save_for_backward(y)
         ctx.params = (slope, gain, clamp)
         return _piecewise_slope_grad(grad, y, slope, gain, clamp)
