@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 from stylegan2_ada import legacy, train
 from stylegan2_ada.training import loss as loss_module
+from stylegan2_ada.training import training_loop
 from training_helpers import FIXTURE_ZIP
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,6 +212,30 @@ def test_auto_cfg_reproduces_the_studys_numbers():
     assert spec.batch == 16 and spec.mbstd == 4 and spec.fmaps == 0.5 and spec.lrate == 0.0025
     assert spec.gamma == pytest.approx(0.8192) and spec.ema == pytest.approx(5.0)
     assert train.resume_url("ffhq256").endswith("ffhq-res256-mirror-paper256-noaug.pkl")
+
+
+def test_adam_is_the_fused_kernel_with_the_same_update_and_lazy_scaling():
+    """The training loop's Adam runs as one fused kernel where torch has it (2.4+ on the CPU): the
+    update must match torch's reference Adam step for step, with lr and betas raised to the lazy ratio."""
+    torch.manual_seed(0)
+    shapes = [(16, 8, 3, 3), (16,), (8, 512)]
+    ours_params = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+    reference_params = [torch.nn.Parameter(p.detach().clone()) for p in ours_params]
+    opt_kwargs = dict(class_name="torch.optim.Adam", lr=0.002, betas=(0, 0.99), eps=1e-8)
+    ours = training_loop._make_optimizer(ours_params, opt_kwargs, ratio=16 / 17)
+    reference = torch.optim.Adam(reference_params, lr=0.002 * 16 / 17, betas=(0.0, 0.99 ** (16 / 17)), eps=1e-8,
+                                 foreach=False)
+    if tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4):
+        assert ours.defaults["fused"] is True
+    for _ in range(5):
+        grads = [torch.randn(s) for s in shapes]
+        for params, opt in ((ours_params, ours), (reference_params, reference)):
+            for p, g in zip(params, grads):
+                p.grad = g.clone()
+            opt.step()
+    for a, b in zip(ours_params, reference_params):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)
+        assert not torch.equal(a, torch.zeros_like(a))
 
 
 def test_r1_penalty_is_gamma_half_squared_gradient_norm():
