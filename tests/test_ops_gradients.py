@@ -106,3 +106,14 @@ def test_grid_sample_r1_style_double_backward_reaches_weights():
     (grad_x,) = torch.autograd.grad(score, x, create_graph=True)
     (grad_w,) = torch.autograd.grad(grad_x.square().sum(), weight)
     assert grad_w.abs().sum() > 0
+
+
+def test_upfirdn2d_after_inference_mode_still_trains():
+    """A first call under inference_mode must not leave taps behind that a later backward cannot save."""
+    f = upfirdn2d.setup_filter([1, 3, 3, 1])
+    with torch.inference_mode():
+        upfirdn2d.upsample2d(torch.randn(1, 2, 4, 4), f)
+    x = torch.randn(1, 2, 4, 4, requires_grad=True)
+    upfirdn2d._upfirdn2d_conv(x, upfirdn2d._prepared_filter(f, False, 4.0, x.dtype).taps, None,
+                              (2, 2), (1, 1), (2, 1, 2, 1)).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0

@@ -208,12 +208,18 @@ class _PreparedFilter(NamedTuple):
 _prepared_cache: "WeakIdKeyDictionary" = WeakIdKeyDictionary()
 
 
+# While torch.compile traces a caller, the cache (a Python dict keyed by tensor identity) stays out of the graph.
+_is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
+
+
 def _prepared_filter(f: torch.Tensor, flip_filter: bool, gain: float, dtype: torch.dtype) -> _PreparedFilter:
     """Taps and factors of ``f`` for this call, from the cache when ``f`` has not changed since.
 
     Filters being learnt (``requires_grad``) and inference tensors (no version counter to notice
-    in-place changes by) are prepared afresh every time."""
-    cacheable = not f.requires_grad and not f.is_inference() and not torch.jit.is_tracing()
+    in-place changes by) are prepared afresh every time, and so is everything under
+    ``torch.inference_mode`` (its taps could not be saved for a later backward pass) or torch.compile tracing."""
+    cacheable = (not f.requires_grad and not f.is_inference() and not torch.is_inference_mode_enabled()
+                 and not torch.jit.is_tracing() and not _is_compiling())
     if not cacheable:
         return _prepare(f, flip_filter, gain, dtype)
     per_filter = _prepared_cache.get(f)
