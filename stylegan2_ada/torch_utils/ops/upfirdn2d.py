@@ -225,7 +225,7 @@ def _prepared_filter(f: torch.Tensor, flip_filter: bool, gain: float, dtype: tor
     per_filter = _prepared_cache.get(f)
     if per_filter is None or per_filter[0] != f._version:  # new, or changed in place since
         per_filter = _prepared_cache[f] = (f._version, {})
-    key = (bool(flip_filter), float(gain), dtype, f.device)
+    key = (bool(flip_filter), float(gain), dtype)  # the device is the filter's own, fixed with it
     if key not in per_filter[1]:
         per_filter[1][key] = _prepare(f, flip_filter, gain, dtype)
     return per_filter[1][key]
