@@ -101,7 +101,7 @@ def resume_url(resume: str) -> Optional[str]:
 
 
 def network_options(spec: CfgSpec, cfg: str, cbase: Optional[int], cmax: Optional[int], map_layers: Optional[int],
-                    mbstd_group: Optional[int], fp32: bool, nhwc: bool, freezed: int) -> Dict[str, Any]:
+                    mbstd_group: Optional[int], fp32: bool, nhwc: bool, freezed: int, noise: bool = True) -> Dict[str, Any]:
     channel_base = cbase if cbase is not None else int(spec.fmaps * 32768)
     channel_max = cmax if cmax is not None else 512
     fp16 = dict(num_fp16_res=0, conv_clamp=None) if fp32 else dict(num_fp16_res=4, conv_clamp=256)
@@ -112,6 +112,8 @@ def network_options(spec: CfgSpec, cfg: str, cbase: Optional[int], cmax: Optiona
                     channel_base=channel_base, channel_max=channel_max, **fp16,
                     block_kwargs=dict(freeze_layers=freezed),
                     epilogue_kwargs=dict(mbstd_group_size=mbstd_group if mbstd_group is not None else spec.mbstd))
+    if not noise:
+        G_kwargs["synthesis_kwargs"]["use_noise"] = False  # the official layers' own switch: no noise_const/noise_strength
     if nhwc:
         G_kwargs["synthesis_kwargs"]["fp16_channels_last"] = True
         D_kwargs["block_kwargs"]["fp16_channels_last"] = True
@@ -193,6 +195,7 @@ def run_description(o: Dict[str, Any], cfg: str, gpus: int, flags: Dict[str, Any
     parts += [flags["augpipe"]] if flags["augpipe"] != "bgc" and flags["aug"] != "noaug" else []
     parts += [f"resume{flags['resume']}" if flags["resume"] in RESUME_SHORTHANDS else "resumecustom"] if flags["resume"] != "noresume" else []
     parts += ["fp32"] if flags["fp32"] else []
+    parts += ["nonoise"] if not flags["noise"] else []
     parts += [flags["precision"]] if flags["precision"] in ("bf16", "fp16") else []
     return "-".join(re.sub(r"[^\w.]+", "_", part) for part in parts)
 
@@ -281,6 +284,8 @@ def bool_option(name: str, help: str) -> Callable:
 @click.option("--dlr", type=click.FloatRange(min=0, min_open=True), help="Override the D learning rate")
 @click.option("--ema-rampup", type=click.FloatRange(min=0, min_open=True),
               help="Override the G_ema ramp-up: half-life at most this fraction of the images seen so far")
+@click.option("--noise", type=bool, default=True, show_default=True, metavar="BOOL",
+              help="Per-pixel noise inputs in G's synthesis layers (--noise=0: none; clean outlines sooner in short CPU runs)")
 @click.option("--mbstd-group", type=click.IntRange(min=1), help="Override the minibatch-std group size")
 @click.option("--batch-gpu", type=click.IntRange(min=1), help="Samples per process per accumulation round")
 @click.option("--tick", type=click.FloatRange(min=0, min_open=True), default=4, show_default=True, help="Progress print interval in kimg")
@@ -309,7 +314,7 @@ def build_options(flags: Dict[str, Any]) -> Dict[str, Any]:
     spec = resolve_cfg(flags["cfg"], o["training_set_kwargs"]["resolution"], gpus)
     resume = resume_url(flags["resume"])
     o.update(network_options(spec, flags["cfg"], flags["cbase"], flags["cmax"], flags["map_layers"],
-                             flags["mbstd_group"], flags["fp32"], flags["nhwc"], flags["freezed"]))
+                             flags["mbstd_group"], flags["fp32"], flags["nhwc"], flags["freezed"], flags["noise"]))
     o.update(optimisation_options(spec, flags["cfg"], gpus, flags["gamma"], flags["kimg"], flags["batch"],
                                   flags["batch_gpu"], flags["glr"], flags["dlr"], flags["ema_rampup"],
                                   resuming=resume is not None))

@@ -17,7 +17,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from stylegan2_ada import legacy, train
+from stylegan2_ada import dnnlib, legacy, train
 from stylegan2_ada.training import loss as loss_module
 from stylegan2_ada.training import training_loop
 from training_helpers import FIXTURE_ZIP
@@ -157,6 +157,7 @@ def _unlabelled_zip(path: Path) -> str:
     (["--cond"], "--cond"),
     (["--cond=1"], "--cond"),
     (["--mirror=maybe"], "--mirror"),
+    (["--noise=maybe"], "--noise"),
     (["--data=/nonexistent/data.zip"], "--data"),
 ])
 def test_bad_flags_give_one_line_and_no_run_dir(tmp_path, flags, mentions):
@@ -185,6 +186,34 @@ def test_boolean_flags_take_the_official_spelling_or_none(tmp_path, spelling, xf
     options = json.loads(out[out.index("{"):out.rindex("}") + 1])
     assert options["training_set_kwargs"]["xflip"] is xflip
     assert ("-mirror-" in out) is xflip and "-fp32" in out      # the run directory's name
+
+
+def test_noise_0_trains_a_generator_without_noise_inputs(tmp_path):
+    """--noise=0 builds G with the official layers' use_noise=False: no noise buffers or strengths, so a
+    sample depends on its w alone, whatever noise mode it is drawn with."""
+    code, out = run_cli(f"--outdir={tmp_path}", f"--data={FIXTURE_ZIP}", "--kimg=0.008", "--snap=1", "--aug=noaug",
+                        "--noise=0", *TINY)
+    assert code == 0, out
+    run = only_run_dir(tmp_path)
+    assert run.name.endswith("-fp32-nonoise")
+    assert json.loads((run / "training_options.json").read_text())["G_kwargs"]["synthesis_kwargs"]["use_noise"] is False
+    snapshot = legacy.load_network_pkl(str(sorted(run.glob("network-snapshot-*.pkl"))[-1]))
+    for name in ("G", "G_ema"):
+        G = snapshot[name]
+        assert not [n for n, _ in list(G.named_buffers()) + list(G.named_parameters()) if "noise" in n]
+    G = snapshot["G_ema"]
+    ws = G.mapping(torch.randn([2, G.z_dim]), None)
+    with torch.no_grad():
+        assert torch.equal(G.synthesis(ws, noise_mode="random"), G.synthesis(ws, noise_mode="random"))
+        assert torch.equal(G.synthesis(ws, noise_mode="random"), G.synthesis(ws, noise_mode="const"))
+
+
+def test_noise_is_on_by_default(tmp_path):
+    code, out = run_cli(f"--outdir={tmp_path / 'runs'}", f"--data={FIXTURE_ZIP}", "--dry-run", "--aug=noaug", *TINY)
+    options = json.loads(out[out.index("{"):out.rindex("}") + 1])
+    assert code == 0 and "use_noise" not in options["G_kwargs"]["synthesis_kwargs"] and "nonoise" not in out
+    G = dnnlib.util.construct_class_by_name(**options["G_kwargs"], c_dim=0, img_resolution=32, img_channels=3)
+    assert any("noise_strength" in n for n, _ in G.named_parameters())
 
 
 def test_ema_rampup_overrides_the_cfg_and_sets_the_half_life(tmp_path):
