@@ -45,7 +45,7 @@ bench-cuts: $(STAMP)
 # a rerun skips finished stages; `make demo FORCE=1` redoes everything. Report: $(DEMO_DIR)/index.html.
 DEMO_DIR ?= demo-out
 FORCE ?=
-# `make demo GAN_MINUTES=20 FORCE=1`: a longer StyleGAN2-ADA stage (README: where the figures appear).
+# `make demo GAN_MINUTES=20 FORCE=1`: a longer StyleGAN2-ADA stage, for CPUs where 15 minutes stop short of 60 kimg.
 GAN_MINUTES ?=
 demo: $(STAMP)
 	$(PY) -m manganime_ext.cli.demo --out $(DEMO_DIR) $(if $(FORCE),--force,) $(if $(GAN_MINUTES),--gan-minutes $(GAN_MINUTES),)

@@ -37,6 +37,8 @@ def test_every_stage_runs_and_the_report_shows_it(demo_out):
     for stage in STAGES:
         assert f"id='{stage.name}'" in page and "Not run yet" not in page
     assert "kimg trained" in page and "numbers unavailable" not in page  # read back from the training log
+    (train,) = json.loads((demo_out / "stages/stylegan2.json").read_text())["commands"]
+    assert "--noise=0" in train.split()  # DemoSettings.gan_noise: every later stage ran on a noise-free G
     for path in ["stylegan2/network.pkl", "warpstyle/network.pkl", "paper/network.pkl", "evaluation/evaluation.json",
                  "rollout/rollout.mp4", "rollout/side_by_side.mp4", "rollout/figure.png", "pictures/frames.png"]:
         assert (demo_out / path).stat().st_size > 0, path

@@ -142,7 +142,8 @@ def _stylegan2(p: Layout, s: DemoSettings) -> List[Command]:
                 f"--kimg={s.gan_kimg}", f"--max-minutes={s.gan_minutes:g}", f"--tick={max(s.gan_kimg / 6, 0.004):g}",
                 "--snap=1000", f"--glr={s.gan_glr:g}", f"--dlr={s.gan_dlr:g}",
                 f"--cfg={s.gan_cfg}", f"--gamma={s.gan_gamma:g}", f"--batch={s.gan_batch}", f"--cbase={s.gan_cbase}",
-                f"--cmax={s.gan_cmax}", "--map=2", "--aug=noaug", "--workers=1", f"--seed={s.seed}")]
+                f"--cmax={s.gan_cmax}", "--map=2", f"--noise={int(s.gan_noise)}", "--aug=noaug", "--workers=1",
+                f"--seed={s.seed}")]
 
 
 def _keep_network(p: Layout, s: DemoSettings) -> None:
