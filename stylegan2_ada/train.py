@@ -101,7 +101,7 @@ def resume_url(resume: str) -> Optional[str]:
 
 
 def network_options(spec: CfgSpec, cfg: str, cbase: Optional[int], cmax: Optional[int], map_layers: Optional[int],
-                    mbstd_group: Optional[int], fp32: bool, nhwc: bool, freezed: int, noise: bool = True) -> Dict[str, Any]:
+                    mbstd_group: Optional[int], fp32: bool, nhwc: bool, freezed: int, noise: bool) -> Dict[str, Any]:
     channel_base = cbase if cbase is not None else int(spec.fmaps * 32768)
     channel_max = cmax if cmax is not None else 512
     fp16 = dict(num_fp16_res=0, conv_clamp=None) if fp32 else dict(num_fp16_res=4, conv_clamp=256)
@@ -285,7 +285,7 @@ def bool_option(name: str, help: str) -> Callable:
 @click.option("--ema-rampup", type=click.FloatRange(min=0, min_open=True),
               help="Override the G_ema ramp-up: half-life at most this fraction of the images seen so far")
 @click.option("--noise", type=bool, default=True, show_default=True, metavar="BOOL",
-              help="Per-pixel noise inputs in G's synthesis layers (--noise=0: none; clean outlines sooner in short CPU runs)")
+              help="Per-pixel noise inputs in G's synthesis layers (--noise=0: none; outlines without their checkerboard sooner in short CPU runs)")
 @click.option("--mbstd-group", type=click.IntRange(min=1), help="Override the minibatch-std group size")
 @click.option("--batch-gpu", type=click.IntRange(min=1), help="Samples per process per accumulation round")
 @click.option("--tick", type=click.FloatRange(min=0, min_open=True), default=4, show_default=True, help="Progress print interval in kimg")
